@@ -1,0 +1,13 @@
+"""Attacks, one module each, found through the ``ATTACKS`` registry."""
+from ..threat import ThreatModel
+from .base import ATTACKS, Attack
+from .fgsm import FGSM
+from .pgd import PGD
+
+
+def create_attack(name: str, threat: ThreatModel, **options) -> Attack:
+    """``create_attack("pgd", threat, steps=100, restarts=2)``; options an attack doesn't take are ignored."""
+    return ATTACKS.create(name, threat=threat, **options)
+
+
+__all__ = ["ATTACKS", "Attack", "FGSM", "PGD", "create_attack"]

@@ -1,0 +1,36 @@
+"""FGSM (Goodfellow et al. 2015) and FGSM with a random start (Wong et al. 2020)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..threat import ThreatModel
+from .base import ATTACKS, Attack, check_step_size
+
+
+@ATTACKS.register("fgsm")
+class FGSM(Attack):
+    """One signed-gradient step of size ``step_size`` (default ε) from ``x`` or from a random start."""
+
+    name = "fgsm"
+
+    def __init__(self, threat: ThreatModel, step_size: float | None = None, random_start: bool = False,
+                 loss: str = "ce", targeted: bool = False):
+        super().__init__(threat, loss, targeted)
+        self.random_start = bool(random_start)
+        default = 1.25 * threat.eps if self.random_start else threat.eps
+        self.step_size = check_step_size(step_size) or default
+
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x_adv = self.threat.random_init(x) if self.random_start else x
+        grad, _, _ = self.input_grad(model, x_adv, y)
+        return self.threat.project(self.threat.step(x_adv, grad, self.step_size), x)
+
+
+@ATTACKS.register("fgsm_rs")
+def fgsm_rs(threat: ThreatModel, step_size: float | None = None, loss: str = "ce",
+            targeted: bool = False) -> FGSM:
+    """FGSM from a uniformly random start in the ball, step 1.25·ε by default ("fast is better than free")."""
+    attack = FGSM(threat, step_size=step_size, random_start=True, loss=loss, targeted=targeted)
+    attack.name = "fgsm_rs"
+    return attack

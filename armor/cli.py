@@ -1,0 +1,177 @@
+"""The ``armor`` command line: train, eval, demo, list. User mistakes → one line on stderr, exit 2."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from .errors import UserError
+
+log = logging.getLogger("armor")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too by default)
+        raise UserError(f"{self.prog}: {message}")
+
+
+# flag → config key, for the train command (all read as strings and validated by TrainConfig)
+TRAIN_FLAGS = {
+    "dataset": "dataset name (digits, mnist, fashion_mnist, cifar10), an .npz path or a CIFAR-10 python folder",
+    "data_dir": "folder holding mnist.npz etc. (default $ARMOR_DATA_DIR, ./data, ../shared/data)",
+    "train_size": "use a fixed subset of this many training examples",
+    "val_size": "held-out validation examples taken from the training set",
+    "test_size": "evaluate on a fixed subset of this many test examples",
+    "augment": "auto, none, translate, crop_flip, strong",
+    "model": "mlp, small_cnn, tiny_cnn, preact_resnet18, wide_resnet",
+    "method": "standard, pgd_at",
+    "norm": "linf or l2",
+    "eps": "perturbation budget in [0,1] pixel units, e.g. 0.3 or 8/255 (default: the dataset's usual one)",
+    "steps": "PGD steps during training",
+    "step_size": "PGD step size during training (default 2.5·eps/steps)",
+    "clean_weight": "weight w of the clean loss in (1-w)·CE(adv) + w·CE(clean)",
+    "eps_warmup": "epochs of linear ε ramp-up from 0",
+    "epochs": "training epochs",
+    "batch_size": "batch size",
+    "optimizer": "sgd or adam",
+    "lr": "base learning rate",
+    "momentum": "SGD momentum",
+    "weight_decay": "weight decay",
+    "schedule": "constant, piecewise, cosine, onecycle",
+    "val_every": "robust validation every N epochs",
+    "val_steps": "PGD steps of the robust validation",
+    "best_by": "which validation accuracy picks best.pt: auto, robust, clean",
+    "eval_steps": "PGD steps of the final test evaluation",
+    "eval_restarts": "PGD restarts of the final test evaluation",
+    "seed": "random seed",
+    "device": "auto, cpu, cuda, cuda:N, mps",
+    "out": "run folder (default runs/<dataset>_<method>)",
+}
+
+
+def _build_parser() -> _Parser:
+    from . import __version__
+
+    parser = _Parser(prog="armor", description="Adversarial training and honest robustness evaluation.")
+    parser.add_argument("--version", action="version", version=f"armor {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a model (standard or adversarial) and evaluate it",
+                       description="Train one run. Flags override the --config YAML file.")
+    p.add_argument("--config", help="YAML file of TrainConfig keys (see configs/)")
+    for key, text in TRAIN_FLAGS.items():
+        p.add_argument("--" + key.replace("_", "-"), dest=key, default=None, help=text)
+    p.add_argument("--eval-attacks", dest="eval_attacks", nargs="+", default=None,
+                   help="attacks of the final test table (fgsm, fgsm_rs, pgd)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint under attacks",
+                       description="Clean and robust accuracy of a checkpoint on its dataset's test split.")
+    p.add_argument("--checkpoint", required=True, help="RUN/best.pt or RUN/last.pt")
+    p.add_argument("--attack", nargs="+", default=["fgsm", "pgd"], help="attacks to run (fgsm, fgsm_rs, pgd)")
+    p.add_argument("--steps", default="20", help="PGD steps (default 20)")
+    p.add_argument("--restarts", default="1", help="PGD random restarts (default 1)")
+    p.add_argument("--step-size", dest="step_size", default=None, help="PGD step size (default 2.5·eps/steps)")
+    p.add_argument("--eps", default=None, help="budget (default: the one the model was trained for)")
+    p.add_argument("--norm", default=None, help="linf or l2 (default: the training norm)")
+    p.add_argument("--split", default="test", choices=["test", "val"], help="which split (default test)")
+    p.add_argument("--n", default=None, help="evaluate only the first N examples")
+    p.add_argument("--batch-size", dest="batch_size", default="256", help="evaluation batch size")
+    p.add_argument("--data-dir", dest="data_dir", default=None, help="where mnist.npz etc. live")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    p.add_argument("--out", default=None, help="results JSON (default: eval.json beside the checkpoint)")
+
+    p = sub.add_parser("demo", help="standard vs PGD-AT on the embedded digits data, as a table",
+                       description="Train a standard and a PGD-AT SmallCNN on digits (L∞ ε=0.2) and compare.")
+    p.add_argument("--out", default="runs/demo", help="folder for the two runs (default runs/demo)")
+    p.add_argument("--epochs", default="30", help="epochs per model (default 30)")
+    p.add_argument("--seed", default="0", help="random seed")
+
+    sub.add_parser("list", help="list the registered models, attacks and methods")
+    return parser
+
+
+def _int(value: Any, name: str, minimum: int = 1) -> int:
+    try:
+        number = int(str(value))
+    except ValueError:
+        number = None
+    if number is None or number < minimum:
+        raise UserError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
+    return number
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .config import TrainConfig
+    from .reports import accuracy_rows, format_table
+    from .train import train
+
+    overrides: Dict[str, Any] = {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None}
+    if args.eval_attacks is not None:
+        overrides["eval_attacks"] = args.eval_attacks
+    if args.resume and not args.out and not args.config:
+        raise UserError("--resume needs the run folder: pass --out RUN")
+    cfg = TrainConfig.from_yaml(args.config, overrides) if args.config else TrainConfig.from_dict(overrides)
+    summary = train(cfg, resume=args.resume, overwrite=args.overwrite, progress=None if not args.quiet else False)
+    header, rows = accuracy_rows({f"{summary['method']} (best epoch {summary['best_epoch']})": summary["test"]})
+    print(format_table(header, rows))
+    print(f"results: {summary['run']}/results.json")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .eval.run import evaluate_checkpoint
+    from .reports import accuracy_rows, format_table
+
+    result = evaluate_checkpoint(
+        args.checkpoint, attacks=args.attack, steps=_int(args.steps, "steps"),
+        restarts=_int(args.restarts, "restarts"), step_size=args.step_size, eps=args.eps, norm=args.norm,
+        split=args.split, n=None if args.n is None else _int(args.n, "n"),
+        batch_size=_int(args.batch_size, "batch_size"), data_dir=args.data_dir, device=args.device, out=args.out)
+    header, rows = accuracy_rows({Path(args.checkpoint).name: result["result"]})
+    print(f"{result['dataset']} {result['split']} ({result['result']['n']} examples), {result['threat_str']}")
+    print(format_table(header, rows))
+    print(f"results: {result['path']}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    print(run_demo(out=args.out, epochs=_int(args.epochs, "epochs"), seed=_int(args.seed, "seed", 0)))
+    return 0
+
+
+def cmd_list(_: argparse.Namespace) -> int:
+    from . import ATTACKS, METHODS, MODELS
+
+    for title, registry in (("models", MODELS), ("attacks", ATTACKS), ("methods", METHODS)):
+        print(f"{title}: {', '.join(registry.names())}")
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 0
+        if getattr(args, "quiet", False):
+            logging.getLogger("armor").setLevel(logging.WARNING)
+        return {"train": cmd_train, "eval": cmd_eval, "demo": cmd_demo, "list": cmd_list}[args.command](args)
+    except UserError as exc:
+        print(f"armor: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("armor: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

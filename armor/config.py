@@ -1,0 +1,171 @@
+"""Run configuration: a dataclass read from YAML and/or CLI flags, validated with one-line errors."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import yaml
+
+from .errors import UserError
+from .threat import DEFAULT_EPS, parse_eps, parse_norm
+
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclass
+class TrainConfig:
+    # data
+    dataset: str = "digits"
+    data_dir: Optional[str] = None
+    train_size: Optional[int] = None
+    val_size: Optional[int] = None
+    test_size: Optional[int] = None
+    augment: str = "auto"
+    # model
+    model: str = "small_cnn"
+    model_options: Dict[str, Any] = field(default_factory=dict)
+    # method and its threat model
+    method: str = "pgd_at"
+    norm: str = "linf"
+    eps: Any = None                   # None → the dataset's usual budget
+    steps: int = 7                    # PGD steps during training
+    step_size: Any = None             # None → 2.5·ε/steps
+    clean_weight: float = 0.0
+    eps_warmup: int = 0               # epochs of linear ε ramp from 0
+    # optimisation
+    epochs: int = 30
+    batch_size: int = 128
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    # held-out robust validation every `val_every` epochs
+    val_every: int = 1
+    val_steps: int = 10
+    best_by: str = "auto"             # robust | clean | auto (robust for adversarial methods, clean for standard)
+    # final test evaluation
+    eval_attacks: List[str] = field(default_factory=lambda: ["fgsm", "pgd"])
+    eval_steps: int = 20
+    eval_restarts: int = 1
+    # run
+    seed: int = 0
+    device: str = "auto"
+    out: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # -- validation -----------------------------------------------------------------------------
+    def validate(self) -> "TrainConfig":
+        from .attacks import ATTACKS
+        from .data.augment import PRESETS
+        from .methods import METHODS
+        from .models import MODELS
+        from .train.schedule import SCHEDULES
+
+        MODELS.get(self.model)
+        METHODS.get(self.method)
+        for name in self.eval_attacks:
+            ATTACKS.get(name)
+        self.norm = parse_norm(self.norm)
+        if self.eps is not None:
+            self.eps = parse_eps(self.eps)
+        if self.step_size is not None:
+            self.step_size = parse_eps(self.step_size, "step_size")
+        for name in ("steps", "epochs", "batch_size", "val_every", "val_steps", "eval_steps", "eval_restarts"):
+            _positive_int(self, name)
+        for name in ("train_size", "test_size"):
+            if getattr(self, name) is not None:
+                _positive_int(self, name)
+        for name in ("val_size", "eps_warmup", "seed"):
+            if getattr(self, name) is not None:
+                _positive_int(self, name, minimum=0)
+        _number(self, "lr", low=0.0, low_open=True)
+        _number(self, "momentum", low=0.0, high=1.0)
+        _number(self, "weight_decay", low=0.0)
+        _number(self, "clean_weight", low=0.0, high=1.0)
+        if self.optimizer not in OPTIMIZERS:
+            raise UserError(f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise UserError(f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
+        if self.augment != "auto" and self.augment not in PRESETS:
+            raise UserError(f"unknown augmentation {self.augment!r}; choose one of: auto, {', '.join(PRESETS)}")
+        if self.best_by not in ("auto", "robust", "clean"):
+            raise UserError(f"best_by must be auto, robust or clean, got {self.best_by!r}")
+        if self.device not in ("auto", "cpu", "cuda", "mps") and not str(self.device).startswith("cuda:"):
+            raise UserError(f"unknown device {self.device!r}; choose one of: auto, cpu, cuda, cuda:N, mps")
+        if not isinstance(self.model_options, dict):
+            raise UserError(f"model_options must be a mapping, got {self.model_options!r}")
+        return self
+
+    # -- derived values --------------------------------------------------------------------------
+    @property
+    def dataset_key(self) -> str:
+        return Path(self.dataset).stem if self.dataset.endswith(".npz") else self.dataset
+
+    def resolved_eps(self) -> float:
+        return self.eps if self.eps is not None else DEFAULT_EPS.get(self.dataset_key, 8 / 255)
+
+    def out_dir(self) -> Path:
+        return Path(self.out or f"runs/{self.dataset_key}_{self.method}")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    # -- construction ------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, values: Dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UserError(f"unknown config key {unknown[0]!r}; allowed keys: {', '.join(sorted(known))}")
+        try:
+            return cls(**values)
+        except TypeError as exc:  # e.g. a list where a number belongs
+            raise UserError(f"bad config value: {exc}") from None
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: Optional[Dict[str, Any]] = None) -> "TrainConfig":
+        return cls.from_dict({**read_yaml(path), **(overrides or {})})
+
+
+def read_yaml(path: str | Path) -> Dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {str(path)!r} does not exist")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise UserError(f"config file {str(path)!r} is not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(values, dict):
+        raise UserError(f"config file {str(path)!r} must hold a mapping of keys to values")
+    return values
+
+
+def _positive_int(cfg: Any, name: str, minimum: int = 1) -> None:
+    value = getattr(cfg, name)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+        setattr(cfg, name, value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UserError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
+
+
+def _number(cfg: Any, name: str, low: float | None = None, high: float | None = None,
+            low_open: bool = False) -> None:
+    value = getattr(cfg, name)
+    try:
+        number = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    bad = not math.isfinite(number) or (low is not None and (number <= low if low_open else number < low)) \
+        or (high is not None and number > high)
+    if bad:
+        lo = "" if low is None else (f"> {low:g}" if low_open else f"≥ {low:g}")
+        hi = "" if high is None else f"≤ {high:g}"
+        raise UserError(f"{name} must be a number {' and '.join(p for p in (lo, hi) if p)}, got {value!r}")
+    setattr(cfg, name, number)

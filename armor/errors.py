@@ -1,0 +1,12 @@
+"""The one exception type for user mistakes.
+
+A ``UserError`` carries a single line that names the bad value and what is allowed.
+The CLI prints it and exits with status 2; library callers can catch it.
+"""
+
+
+class UserError(ValueError):
+    """A mistake in what the user asked for (bad option, missing file, wrong data)."""
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))  # always one line

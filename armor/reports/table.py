@@ -1,0 +1,36 @@
+"""Plain-text and Markdown tables of clean vs robust accuracy, made from result dicts."""
+from __future__ import annotations
+
+from typing import Dict, List, Sequence
+
+
+def accuracy_rows(named_results: Dict[str, Dict]) -> tuple[List[str], List[List[str]]]:
+    """Columns: clean, each attack, worst case; one row per named result (``evaluate()`` output)."""
+    attack_names: List[str] = []
+    for res in named_results.values():
+        for name in res["attacks"]:
+            if name not in attack_names:
+                attack_names.append(name)
+    header = ["model", "clean"] + attack_names + (["worst case"] if len(attack_names) > 1 else [])
+    rows = []
+    for label, res in named_results.items():
+        row = [label, f"{res['clean_acc']:.1f}"]
+        for name in attack_names:
+            a = res["attacks"].get(name, {})
+            value = a.get("robust_acc", a.get("robust_acc_partial"))
+            row.append("—" if value is None else f"{value:.1f}")
+        if len(attack_names) > 1:
+            row.append(f"{res['worst_case_acc']:.1f}")
+        rows.append(row)
+    return header, rows
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool = False) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    if markdown:
+        line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+        return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+                         + [line(r) for r in rows])
+    line = lambda cells: "  ".join(str(c).rjust(w) if i else str(c).ljust(w)  # noqa: E731
+                                   for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])

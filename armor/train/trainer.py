@@ -1,0 +1,268 @@
+"""The training loop: epochs, LR schedule, held-out robust validation, checkpoints, metrics.
+
+It knows only the :class:`~armor.methods.Method` protocol, never a particular method.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..attacks import PGD
+from ..config import TrainConfig
+from ..data import Dataset, augment, load_dataset, resolve_preset
+from ..errors import UserError
+from ..eval.robust import evaluate
+from ..methods import Method, create_method
+from ..models import create_model
+from ..threat import ThreatModel
+from .checkpoint import append_jsonl, load_checkpoint, read_jsonl, save_checkpoint, truncate_jsonl
+from .schedule import lr_factor
+
+log = logging.getLogger("armor")
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name != "auto":
+        if name.startswith("cuda") and not torch.cuda.is_available():
+            raise UserError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu")
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def build_model(cfg: TrainConfig, meta: Dict[str, Any]) -> nn.Module:
+    return create_model(cfg.model, meta["input_shape"], meta["num_classes"], meta["mean"], meta["std"],
+                        **cfg.model_options)
+
+
+def dataset_meta(data: Dataset) -> Dict[str, Any]:
+    return {"name": data.name, "input_shape": list(data.input_shape), "num_classes": data.num_classes,
+            "mean": list(data.mean), "std": list(data.std)}
+
+
+def eval_attacks(names, threat: ThreatModel, steps: int, restarts: int = 1) -> Dict[str, Any]:
+    """Named attacks for a results table, e.g. ``{"fgsm": FGSM, "pgd-20": PGD(20)}``."""
+    from ..attacks import create_attack
+
+    attacks = {}
+    for name in names:
+        label = name
+        if name == "pgd":
+            label = f"pgd-{steps}" + (f"x{restarts}" if restarts > 1 else "")
+        attacks[label] = create_attack(name, threat, steps=steps, restarts=restarts)
+    return attacks
+
+
+def _rng_state() -> Dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+class Trainer:
+    """``Trainer(cfg).fit()`` → summary dict; writes ``metrics.jsonl``, ``last.pt``, ``best.pt``, ``results.json``."""
+
+    def __init__(self, cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
+                 progress: Optional[bool] = None):
+        self.cfg = cfg
+        self.out = cfg.out_dir()
+        self.progress = progress
+        self._prepare_out_dir(resume, overwrite)
+        self.resume_state = load_checkpoint(self.out / "last.pt") if resume else None
+        if self.resume_state is not None:
+            saved = TrainConfig.from_dict(self.resume_state["config"])
+            saved.epochs, saved.out = cfg.epochs, cfg.out  # a resumed run may be extended
+            self.cfg = cfg = saved
+        self.device = pick_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        self.data = load_dataset(cfg.dataset, cfg.data_dir, cfg.val_size, cfg.train_size, cfg.test_size,
+                                 seed=cfg.seed).to(self.device)
+        self.meta = dataset_meta(self.data)
+        self.augment = resolve_preset(cfg.augment, self.data.name, self.data.input_shape[-1])
+        self.threat = ThreatModel(cfg.norm, cfg.resolved_eps())
+        self.model = build_model(cfg, self.meta).to(self.device)
+        self.method: Method = create_method(cfg.method, self.threat, steps=cfg.steps, step_size=cfg.step_size,
+                                            clean_weight=cfg.clean_weight)
+        self.optimizer = self._make_optimizer()
+        self.start_epoch = 0
+        self.best: Dict[str, Any] = {"epoch": None, "val_robust_acc": -1.0, "val_clean_acc": -1.0}
+        if self.resume_state is not None:
+            self._restore(self.resume_state)
+
+    # -- set-up ----------------------------------------------------------------------------------
+    def _prepare_out_dir(self, resume: bool, overwrite: bool) -> None:
+        out = self.out
+        if resume:
+            if not (out / "last.pt").is_file():
+                raise UserError(f"cannot resume: {str(out)!r} holds no last.pt; start the run without --resume")
+            return
+        if out.exists() and not out.is_dir():
+            raise UserError(f"output path {str(out)!r} is a file, not a folder")
+        if out.is_dir() and any(out.iterdir()):
+            if not overwrite:
+                raise UserError(f"output folder {str(out)!r} already holds files; pass --resume to continue "
+                                f"that run, --overwrite to replace it, or choose another --out")
+        try:
+            if overwrite and out.is_dir():
+                shutil.rmtree(out)
+            out.mkdir(parents=True, exist_ok=True)
+            probe = out / ".armor-write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise UserError(f"cannot write to output folder {str(out)!r}: {exc.strerror or exc}") from None
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.cfg
+        if cfg.optimizer == "sgd":
+            return torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                   weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def _restore(self, state: Dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.start_epoch = int(state["epoch"])
+        self.best = dict(state["best"])
+        _set_rng_state(state["rng"])
+        truncate_jsonl(self.out / "metrics.jsonl", lambda r: r.get("epoch", 0) <= self.start_epoch)
+        log.info("resuming %s after epoch %d", self.out, self.start_epoch)
+
+    def _state(self, epoch: int) -> Dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": epoch,
+                "config": self.cfg.to_dict(), "dataset": self.meta, "best": dict(self.best), "rng": _rng_state()}
+
+    # -- the loop --------------------------------------------------------------------------------
+    def eps_at(self, epoch: int) -> float:
+        if self.cfg.eps_warmup and epoch < self.cfg.eps_warmup:
+            return self.threat.eps * (epoch + 1) / self.cfg.eps_warmup
+        return self.threat.eps
+
+    def train_epoch(self, epoch: int) -> Dict[str, float]:
+        cfg, data, model = self.cfg, self.data, self.model
+        model.train()
+        self.method.set_eps(self.eps_at(epoch))
+        n = len(data.x_train)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
+        order = order.to(self.device)
+        batches = max(1, n // cfg.batch_size)  # drop the ragged last batch: equal steps every epoch
+        totals: Dict[str, torch.Tensor] = {}
+        seen = 0
+        bar = tqdm(range(batches), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                   disable=(not self.progress) if self.progress is not None else None)
+        for b in bar:
+            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            x, y = augment(data.x_train[idx], self.augment), data.y_train[idx]
+            lr = cfg.lr * lr_factor(cfg.schedule, (epoch + b / batches) / cfg.epochs)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            out = self.method.step(model, x, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            self.optimizer.step()
+            k = len(y)
+            stats = {"loss": out.loss.detach() * k, "acc": (out.logits.argmax(1) == y).float().sum(),
+                     **{name: v.detach() * k for name, v in out.metrics.items()}}
+            for name, v in stats.items():
+                totals[name] = totals.get(name, 0) + v.float()
+            seen += k
+        prefix = "train_robust" if self.method.adversarial else "train"
+        result = {"train_loss": totals["loss"].item() / seen, f"{prefix}_acc": totals["acc"].item() / seen * 100,
+                  "lr": lr, "eps": self.method.threat.eps}
+        for name, v in totals.items():
+            if name not in ("loss", "acc"):
+                result[f"train_{name}"] = v.item() / seen * (100 if name.endswith("acc") else 1)
+        return result
+
+    def validate(self) -> Dict[str, float]:
+        data = self.data
+        if len(data.x_val) == 0:
+            return {}
+        attack = PGD(self.threat, steps=self.cfg.val_steps)
+        res = evaluate(self.model, data.x_val, data.y_val, {"pgd": attack}, batch_size=512)
+        return {"val_clean_acc": res["clean_acc"], "val_robust_acc": res["attacks"]["pgd"]["robust_acc"]}
+
+    def fit(self) -> Dict[str, Any]:
+        cfg = self.cfg
+        if self.resume_state is None:
+            (self.out / "config.yaml").write_text(_yaml_dump(cfg.to_dict()))
+            log.info("%s | %s | %s | %s", self.data.describe(), cfg.model, cfg.method, self.threat)
+        for epoch in range(self.start_epoch, cfg.epochs):
+            start = time.perf_counter()
+            record: Dict[str, Any] = {"epoch": epoch + 1, **self.train_epoch(epoch)}
+            if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
+                record.update(self.validate())
+            record["seconds"] = round(time.perf_counter() - start, 3)
+            improved = self._is_better(record)
+            if improved:
+                self.best = {"epoch": epoch + 1, "val_robust_acc": record.get("val_robust_acc", -1.0),
+                             "val_clean_acc": record.get("val_clean_acc", -1.0)}
+            state = self._state(epoch + 1)
+            if improved:
+                save_checkpoint(self.out / "best.pt", state)
+            save_checkpoint(self.out / "last.pt", state)
+            append_jsonl(self.out / "metrics.jsonl", record)
+            log.info(_format_record(record))
+        return self.finish()
+
+    def _is_better(self, record: Dict[str, Any]) -> bool:
+        """Highest robust validation accuracy, ties to higher clean accuracy (clean first for ``best_by:
+        clean``, the default for standard training); without a validation split the latest epoch wins."""
+        if "val_robust_acc" not in record:
+            return len(self.data.x_val) == 0
+        by_clean = self.cfg.best_by == "clean" or (self.cfg.best_by == "auto" and not self.method.adversarial)
+        order = ("val_clean_acc", "val_robust_acc") if by_clean else ("val_robust_acc", "val_clean_acc")
+        return tuple(record[k] for k in order) > tuple(self.best[k] for k in order)
+
+    def finish(self) -> Dict[str, Any]:
+        """Evaluate the best checkpoint on the test split and write ``results.json``."""
+        from ..reports.json import write_json
+
+        best = load_checkpoint(self.out / "best.pt", map_location=self.device)
+        self.model.load_state_dict(best["model"])
+        cfg = self.cfg
+        attacks = eval_attacks(cfg.eval_attacks, self.threat, cfg.eval_steps, cfg.eval_restarts)
+        result = evaluate(self.model, self.data.x_test, self.data.y_test, attacks, progress=bool(self.progress))
+        summary = {"run": str(self.out), "dataset": self.data.name, "model": cfg.model, "method": cfg.method,
+                   "threat": {"norm": self.threat.norm, "eps": self.threat.eps}, "best_epoch": best["epoch"],
+                   "epochs": cfg.epochs, "seed": cfg.seed, "test": result,
+                   "train_seconds": round(sum(r.get("seconds", 0) for r in read_jsonl(self.out / "metrics.jsonl")), 2)}
+        write_json(self.out / "results.json", summary)
+        return summary
+
+
+def _format_record(r: Dict[str, Any]) -> str:
+    parts = [f"epoch {r['epoch']}"]
+    for key in ("train_loss", "train_acc", "train_robust_acc", "val_clean_acc", "val_robust_acc", "lr", "seconds"):
+        if key in r:
+            parts.append(f"{key} {r[key]:.4g}")
+    return " | ".join(parts)
+
+
+def _yaml_dump(values: Dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(values, sort_keys=False)
+
+
+def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
+          progress: Optional[bool] = None) -> Dict[str, Any]:
+    """Train one run as configured and evaluate its best checkpoint; returns the summary dict."""
+    return Trainer(cfg, resume=resume, overwrite=overwrite, progress=progress).fit()

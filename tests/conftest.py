@@ -1,0 +1,53 @@
+"""Shared fixtures: small models trained once per session on the embedded digits data."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from armor import TrainConfig
+from armor.data import load_dataset
+from armor.threat import ThreatModel
+from armor.train import Trainer
+
+EPS = 0.2
+
+
+@pytest.fixture(scope="session")
+def digits():
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="session")
+def threat():
+    return ThreatModel("linf", EPS)
+
+
+def _train(tmp_path_factory, method: str, epochs: int, **kw):
+    out = tmp_path_factory.mktemp(f"run_{method}")
+    cfg = TrainConfig(method=method, eps=EPS, epochs=epochs, out=str(out), eval_attacks=["pgd"], eval_steps=10,
+                      **kw)
+    trainer = Trainer(cfg, overwrite=True, progress=False)
+    summary = trainer.fit()
+    trainer.model.eval()
+    return {"model": trainer.model, "summary": summary, "out": out, "trainer": trainer}
+
+
+@pytest.fixture(scope="session")
+def standard_run(tmp_path_factory):
+    return _train(tmp_path_factory, "standard", epochs=12)
+
+
+@pytest.fixture(scope="session")
+def robust_run(tmp_path_factory):
+    return _train(tmp_path_factory, "pgd_at", epochs=20)
+
+
+@pytest.fixture
+def test_batch(digits):
+    """The first 200 digits test images (a fixed subset keeps the attack tests fast)."""
+    return digits.x_test[:200], digits.y_test[:200]
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
