@@ -1,4 +1,7 @@
 # Two commands on a fresh clone: `make demo` and `make test`. Both set up .venv themselves.
+# Users bring their own torch; with none installed and no GPU, setup takes the CPU build 2.13.0
+# (a bare `torch` requirement would pull a multi-GB CUDA build). torchattacks is an independent
+# cross-check for the tests; it imports without torchvision, so it is installed without its deps.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -9,15 +12,13 @@ STAMP := $(VENV)/.armor-installed
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	# users bring their own torch; with none and no GPU, take the CPU build 2.13.0 (not a multi-GB CUDA build)
-	$(PY) -c "import torch" 2>/dev/null || \
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -c "import torch" 2>/dev/null || \
 	  { if command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install -q torch; \
 	    else $(PY) -m pip install -q torch==2.13.0; fi; }
 	$(PY) -m pip install -q -e '.[test]'
-	# independent cross-check in the tests; imports without torchvision, so install it without its deps
 	-$(PY) -m pip install -q --no-deps torchattacks
-	touch $(STAMP)
+	@touch $(STAMP)
 
 demo: setup
 	$(VENV)/bin/armor demo
