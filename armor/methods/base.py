@@ -28,6 +28,8 @@ class Method:
     name = "method"
     #: ``True`` when ``logits`` come from adversarial inputs, so the trainer logs them as train robust accuracy.
     adversarial = True
+    #: how many times the trainer replays each minibatch (optimizer step after each); Free AT uses m > 1.
+    replays = 1
 
     def __init__(self, threat: ThreatModel):
         self.threat = threat

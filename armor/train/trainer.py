@@ -8,7 +8,7 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 from torch import nn
@@ -19,7 +19,7 @@ from ..config import TrainConfig
 from ..data import Dataset, augment, load_dataset, resolve_preset
 from ..errors import UserError
 from ..eval.robust import evaluate
-from ..methods import Method, create_method
+from ..methods import Method, StepOutput, create_method
 from ..models import create_model
 from ..threat import ThreatModel
 from .checkpoint import append_jsonl, load_checkpoint, read_jsonl, save_checkpoint, truncate_jsonl
@@ -76,12 +76,36 @@ def _set_rng_state(state: Dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
+class Callback:
+    """Hooks into the loop without the loop knowing what they do (EMA, guards, early stopping, ...).
+
+    ``on_epoch_end`` may add keys to the epoch's record and may set ``trainer.stop_reason`` to end the
+    run after this epoch. ``state_dict``/``load_state_dict`` travel in the checkpoint, so a resumed run
+    continues with the same callback state.
+    """
+
+    name = "callback"
+
+    def on_train_start(self, trainer: "Trainer") -> None: ...
+
+    def on_step_end(self, trainer: "Trainer", out: StepOutput) -> None: ...
+
+    def on_epoch_end(self, trainer: "Trainer", epoch: int, record: Dict[str, Any]) -> None: ...
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None: ...
+
+
 class Trainer:
     """``Trainer(cfg).fit()`` → summary dict; writes ``metrics.jsonl``, ``last.pt``, ``best.pt``, ``results.json``."""
 
     def __init__(self, cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
-                 progress: Optional[bool] = None):
+                 progress: Optional[bool] = None, callbacks: Optional[List[Callback]] = None):
         self.cfg = cfg
+        self.callbacks: List[Callback] = list(callbacks or [])
+        self.stop_reason: Optional[str] = None
         self.out = cfg.out_dir()
         self.progress = progress
         self._prepare_out_dir(resume, overwrite)
@@ -141,13 +165,17 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.start_epoch = int(state["epoch"])
         self.best = dict(state["best"])
+        for cb in self.callbacks:
+            if cb.name in state.get("callbacks", {}):
+                cb.load_state_dict(state["callbacks"][cb.name])
         _set_rng_state(state["rng"])
         truncate_jsonl(self.out / "metrics.jsonl", lambda r: r.get("epoch", 0) <= self.start_epoch)
         log.info("resuming %s after epoch %d", self.out, self.start_epoch)
 
     def _state(self, epoch: int) -> Dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": epoch,
-                "config": self.cfg.to_dict(), "dataset": self.meta, "best": dict(self.best), "rng": _rng_state()}
+                "config": self.cfg.to_dict(), "dataset": self.meta, "best": dict(self.best), "rng": _rng_state(),
+                "callbacks": {cb.name: cb.state_dict() for cb in self.callbacks}}
 
     # -- the loop --------------------------------------------------------------------------------
     def eps_at(self, epoch: int) -> float:
@@ -173,10 +201,13 @@ class Trainer:
             lr = cfg.lr * lr_factor(cfg.schedule, (epoch + b / batches) / cfg.epochs)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            out = self.method.step(model, x, y)
-            self.optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            self.optimizer.step()
+            for _ in range(self.method.replays):  # Free AT replays each minibatch; others step once
+                out = self.method.step(model, x, y)
+                self.optimizer.zero_grad(set_to_none=True)
+                out.loss.backward()
+                self.optimizer.step()
+                for cb in self.callbacks:
+                    cb.on_step_end(self, out)
             k = len(y)
             stats = {"loss": out.loss.detach() * k, "acc": (out.logits.argmax(1) == y).float().sum(),
                      **{name: v.detach() * k for name, v in out.metrics.items()}}
@@ -204,11 +235,15 @@ class Trainer:
         if self.resume_state is None:
             (self.out / "config.yaml").write_text(_yaml_dump(cfg.to_dict()))
             log.info("%s | %s | %s | %s", self.data.describe(), cfg.model, cfg.method, self.threat)
+        for cb in self.callbacks:
+            cb.on_train_start(self)
         for epoch in range(self.start_epoch, cfg.epochs):
             start = time.perf_counter()
             record: Dict[str, Any] = {"epoch": epoch + 1, **self.train_epoch(epoch)}
             if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
                 record.update(self.validate())
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, epoch, record)
             record["seconds"] = round(time.perf_counter() - start, 3)
             improved = self._is_better(record)
             if improved:
@@ -220,6 +255,9 @@ class Trainer:
             save_checkpoint(self.out / "last.pt", state)
             append_jsonl(self.out / "metrics.jsonl", record)
             log.info(_format_record(record))
+            if self.stop_reason:
+                log.warning("stopping after epoch %d: %s", epoch + 1, self.stop_reason)
+                break
         return self.finish()
 
     def _is_better(self, record: Dict[str, Any]) -> bool:
@@ -242,7 +280,7 @@ class Trainer:
         result = evaluate(self.model, self.data.x_test, self.data.y_test, attacks, progress=bool(self.progress))
         summary = {"run": str(self.out), "dataset": self.data.name, "model": cfg.model, "method": cfg.method,
                    "threat": {"norm": self.threat.norm, "eps": self.threat.eps}, "best_epoch": best["epoch"],
-                   "epochs": cfg.epochs, "seed": cfg.seed, "test": result,
+                   "epochs": cfg.epochs, "seed": cfg.seed, "stop_reason": self.stop_reason, "test": result,
                    "train_seconds": round(sum(r.get("seconds", 0) for r in read_jsonl(self.out / "metrics.jsonl")), 2)}
         write_json(self.out / "results.json", summary)
         return summary
