@@ -115,4 +115,4 @@ def test_every_method_takes_a_training_step(name, digits):
 
 def test_eps_warmup_ramps_the_budget(tmp_path):
     t = Trainer(_cfg(tmp_path / "r", eps_warmup=2, epochs=3), progress=False)
-    assert [t.eps_at(e) for e in range(3)] == pytest.approx([0.1, 0.2, 0.2])
+    assert [t.eps_at(p) for p in (0.5, 1.0, 1.5, 2.0, 2.5)] == pytest.approx([0.05, 0.1, 0.15, 0.2, 0.2])

@@ -178,15 +178,15 @@ class Trainer:
                 "callbacks": {cb.name: cb.state_dict() for cb in self.callbacks}}
 
     # -- the loop --------------------------------------------------------------------------------
-    def eps_at(self, epoch: int) -> float:
-        if self.cfg.eps_warmup and epoch < self.cfg.eps_warmup:
-            return self.threat.eps * (epoch + 1) / self.cfg.eps_warmup
+    def eps_at(self, progress: float) -> float:
+        """ε after ``progress`` epochs: a linear ramp from 0 over ``eps_warmup`` epochs, step by step."""
+        if self.cfg.eps_warmup and progress < self.cfg.eps_warmup:
+            return self.threat.eps * max(progress, 1e-3) / self.cfg.eps_warmup
         return self.threat.eps
 
     def train_epoch(self, epoch: int) -> Dict[str, float]:
         cfg, data, model = self.cfg, self.data, self.model
         model.train()
-        self.method.set_eps(self.eps_at(epoch))
         n = len(data.x_train)
         order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
         order = order.to(self.device)
@@ -199,6 +199,8 @@ class Trainer:
             idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             x, y = augment(data.x_train[idx], self.augment), data.y_train[idx]
             lr = cfg.lr * lr_factor(cfg.schedule, (epoch + b / batches) / cfg.epochs)
+            if cfg.eps_warmup and epoch <= cfg.eps_warmup:
+                self.method.set_eps(self.eps_at(epoch + (b + 1) / batches))
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             for _ in range(self.method.replays):  # Free AT replays each minibatch; others step once
