@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -65,6 +66,15 @@ def _build_parser() -> _Parser:
         p.add_argument("--" + key.replace("_", "-"), dest=key, default=None, help=text)
     p.add_argument("--eval-attacks", dest="eval_attacks", nargs="+", default=None,
                    help="attacks of the final test table (fgsm, fgsm_rs, pgd)")
+    p.add_argument("--amp", nargs="?", const="bf16", default=None, metavar="MODE",
+                   help="mixed precision: auto (bf16 on CUDA, off on CPU; the default), off, bf16, fp16; "
+                        "--amp alone = bf16")
+    p.add_argument("--channels-last", dest="channels_last", action="store_const", const=True, default=None,
+                   help="channels_last memory format (default: on for CNNs on CUDA, off on CPU)")
+    p.add_argument("--compile", action="store_const", const=True, default=None,
+                   help="torch.compile the model for the training step (slow first epoch)")
+    p.add_argument("--sync-bn", dest="sync_bn", action="store_const", const=True, default=None,
+                   help="SyncBatchNorm across torchrun processes (CUDA)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
@@ -113,10 +123,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides: Dict[str, Any] = {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None}
     if args.eval_attacks is not None:
         overrides["eval_attacks"] = args.eval_attacks
+    for key in ("amp", "channels_last", "compile", "sync_bn"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
     if args.resume and not args.out and not args.config:
         raise UserError("--resume needs the run folder: pass --out RUN")
     cfg = TrainConfig.from_yaml(args.config, overrides) if args.config else TrainConfig.from_dict(overrides)
     summary = train(cfg, resume=args.resume, overwrite=args.overwrite, progress=None if not args.quiet else False)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
+        return 0
     header, rows = accuracy_rows({f"{summary['method']} (best epoch {summary['best_epoch']})": summary["test"]})
     print(format_table(header, rows))
     print(f"results: {summary['run']}/results.json")

@@ -54,6 +54,11 @@ class TrainConfig:
     # run
     seed: int = 0
     device: str = "auto"
+    # speed (see armor/train/accel.py): auto = bf16 + channels_last on CUDA, off on CPU
+    amp: str = "auto"                 # auto | off | bf16 | fp16
+    channels_last: Any = "auto"       # auto | true | false
+    compile: bool = False             # torch.compile the training step's model
+    sync_bn: bool = False             # SyncBatchNorm across torchrun processes (CUDA only)
     out: Optional[str] = None
 
     def __post_init__(self) -> None:
@@ -98,6 +103,15 @@ class TrainConfig:
             raise UserError(f"best_by must be auto, robust or clean, got {self.best_by!r}")
         if self.device not in ("auto", "cpu", "cuda", "mps") and not str(self.device).startswith("cuda:"):
             raise UserError(f"unknown device {self.device!r}; choose one of: auto, cpu, cuda, cuda:N, mps")
+        from .train.accel import parse_amp, parse_switch
+
+        self.amp = parse_amp(self.amp)
+        self.channels_last = parse_switch(self.channels_last, "channels_last")
+        for name in ("compile", "sync_bn"):
+            value = parse_switch(getattr(self, name), name)
+            if value == "auto":
+                raise UserError(f"{name} must be true or false, got 'auto'")
+            setattr(self, name, value)
         if not isinstance(self.model_options, dict):
             raise UserError(f"model_options must be a mapping, got {self.model_options!r}")
         return self

@@ -37,6 +37,13 @@ def check_step_size(step_size: float | None) -> float | None:
     return value
 
 
+_FP16_LOSS_SCALE = 2.0 ** 12
+
+
+def _fp16_autocast(device: torch.device) -> bool:
+    return torch.is_autocast_enabled(device.type) and torch.get_autocast_dtype(device.type) == torch.float16
+
+
 class Attack:
     """Base class: subclasses implement ``perturb``; ``__call__`` guards the model's state."""
 
@@ -50,6 +57,10 @@ class Attack:
         self.targeted = bool(targeted)
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            # input gradients need no all-reduce of weight gradients: attack the shared module directly,
+            # so DDP never sees a forward without its backward
+            model = model.module
         training = model.training
         flags = [p.requires_grad for p in model.parameters()]
         try:
@@ -78,7 +89,12 @@ class Attack:
         loss = self.loss_fn(logits, y)
         if self.targeted:
             loss = -loss
-        (grad,) = torch.autograd.grad(loss.sum(), x_adv)
+        # under fp16 autocast, small input gradients would underflow to 0 inside the half-precision layers
+        # (and sign(0) = 0 stalls PGD); scale the loss up and the fp32 gradient back down
+        scale = _FP16_LOSS_SCALE if _fp16_autocast(x_adv.device) else 1.0
+        (grad,) = torch.autograd.grad(loss.sum() * scale, x_adv)
+        if scale != 1.0:  # an fp16 overflow gives inf (sign still right) or nan (→ 0: no move this step)
+            grad = torch.nan_to_num(grad / scale, nan=0.0)
         return grad, logits.detach(), loss.detach()
 
     def success(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -42,10 +42,10 @@ class PGD(Attack):
         for _ in range(self.steps):
             grad, logits, _ = self.input_grad(model, x_adv, y)
             if self.keep_best:
+                # unconditional where(): a data-dependent `if newly.any()` would sync with the GPU every step
                 newly = self.success(logits, y) & ~fooled
-                if newly.any():
-                    x_best = torch.where(newly.reshape(-1, *[1] * (x.dim() - 1)), x_adv, x_best)
-                    fooled |= newly
+                x_best = torch.where(newly.reshape(-1, *[1] * (x.dim() - 1)), x_adv, x_best)
+                fooled |= newly
             x_adv = threat.project(threat.step(x_adv, grad, self.step_size), x)
         if not self.keep_best:
             return x_adv, fooled

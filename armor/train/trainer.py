@@ -22,6 +22,8 @@ from ..eval.robust import evaluate
 from ..methods import Method, StepOutput, create_method
 from ..models import create_model
 from ..threat import ThreatModel
+from . import distributed
+from .accel import Precision, maybe_compile, resolve_amp, to_memory_format, use_channels_last
 from .checkpoint import append_jsonl, load_checkpoint, read_jsonl, save_checkpoint, truncate_jsonl
 from .schedule import lr_factor
 
@@ -107,14 +109,21 @@ class Trainer:
         self.callbacks: List[Callback] = list(callbacks or [])
         self.stop_reason: Optional[str] = None
         self.out = cfg.out_dir()
-        self.progress = progress
-        self._prepare_out_dir(resume, overwrite)
-        self.resume_state = load_checkpoint(self.out / "last.pt") if resume else None
+        self.dist = distributed.setup(cfg.device)
+        self.progress = progress if self.dist.is_main else False
+        self.dist.run_on_main(lambda: self._prepare_out_dir(resume, overwrite))
+        self.resume_state = None
+        if resume:  # rank 0 reads the checkpoint and hands it to the others (no shared disk needed)
+            self.resume_state = self.dist.broadcast_object(
+                self.dist.run_on_main(lambda: load_checkpoint(self.out / "last.pt")))
         if self.resume_state is not None:
             saved = TrainConfig.from_dict(self.resume_state["config"])
             saved.epochs, saved.out = cfg.epochs, cfg.out  # a resumed run may be extended
             self.cfg = cfg = saved
-        self.device = pick_device(cfg.device)
+        self.device = distributed.device_for(self.dist, pick_device(cfg.device))
+        if cfg.batch_size % self.dist.world_size:
+            raise UserError(f"batch_size {cfg.batch_size} (the global batch) must be divisible by the "
+                            f"{self.dist.world_size} processes")
         torch.manual_seed(cfg.seed)
         self.data = load_dataset(cfg.dataset, cfg.data_dir, cfg.val_size, cfg.train_size, cfg.test_size,
                                  seed=cfg.seed).to(self.device)
@@ -122,6 +131,7 @@ class Trainer:
         self.augment = resolve_preset(cfg.augment, self.data.name, self.data.input_shape[-1])
         self.threat = ThreatModel(cfg.norm, cfg.resolved_eps())
         self.model = build_model(cfg, self.meta).to(self.device)
+        self._setup_speed()
         self.method: Method = create_method(cfg.method, self.threat, steps=cfg.steps, step_size=cfg.step_size,
                                             clean_weight=cfg.clean_weight)
         self.optimizer = self._make_optimizer()
@@ -153,6 +163,21 @@ class Trainer:
         except OSError as exc:
             raise UserError(f"cannot write to output folder {str(out)!r}: {exc.strerror or exc}") from None
 
+    def _setup_speed(self) -> None:
+        """AMP, channels_last, SyncBN, compile and DDP for the training step. ``self.model`` stays the plain
+        module (checkpoints, evaluation, callbacks); ``self.train_model`` wraps it, sharing its parameters."""
+        cfg = self.cfg
+        self.precision = Precision(self.device, resolve_amp(cfg.amp, self.device))
+        self.channels_last = use_channels_last(cfg.channels_last, self.device, self.model)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.model = distributed.convert_sync_bn(self.dist, self.model, self.device, cfg.sync_bn)
+        self.train_model = distributed.wrap_model(self.dist, maybe_compile(self.model, cfg.compile), self.device)
+        if self.precision.dtype is not None or self.channels_last or cfg.compile or self.dist.enabled:
+            log.info("training step: %s%s%s%s", self.precision.name, ", channels_last" * self.channels_last,
+                     ", torch.compile" * cfg.compile,
+                     f", DDP over {self.dist.world_size} processes" if self.dist.enabled else "")
+
     def _make_optimizer(self) -> torch.optim.Optimizer:
         cfg = self.cfg
         if cfg.optimizer == "sgd":
@@ -169,13 +194,16 @@ class Trainer:
             if cb.name in state.get("callbacks", {}):
                 cb.load_state_dict(state["callbacks"][cb.name])
         _set_rng_state(state["rng"])
-        truncate_jsonl(self.out / "metrics.jsonl", lambda r: r.get("epoch", 0) <= self.start_epoch)
+        self.precision.load_state_dict(state.get("grad_scaler", {}))
+        if self.dist.is_main:
+            truncate_jsonl(self.out / "metrics.jsonl", lambda r: r.get("epoch", 0) <= self.start_epoch)
         log.info("resuming %s after epoch %d", self.out, self.start_epoch)
 
     def _state(self, epoch: int) -> Dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": epoch,
                 "config": self.cfg.to_dict(), "dataset": self.meta, "best": dict(self.best), "rng": _rng_state(),
-                "callbacks": {cb.name: cb.state_dict() for cb in self.callbacks}}
+                "callbacks": {cb.name: cb.state_dict() for cb in self.callbacks},
+                "grad_scaler": self.precision.state_dict()}
 
     # -- the loop --------------------------------------------------------------------------------
     def eps_at(self, progress: float) -> float:
@@ -185,8 +213,10 @@ class Trainer:
         return self.threat.eps
 
     def train_epoch(self, epoch: int) -> Dict[str, float]:
-        cfg, data, model = self.cfg, self.data, self.model
+        cfg, data, model = self.cfg, self.data, self.train_model
         model.train()
+        if self.dist.enabled:  # each rank its own attack starts and augmentation, reproducibly per epoch
+            torch.manual_seed(cfg.seed * 100003 + epoch * 1009 + self.dist.rank)
         n = len(data.x_train)
         order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
         order = order.to(self.device)
@@ -196,18 +226,19 @@ class Trainer:
         bar = tqdm(range(batches), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                    disable=(not self.progress) if self.progress is not None else None)
         for b in bar:
-            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            idx = self.dist.shard(order[b * cfg.batch_size:(b + 1) * cfg.batch_size])  # this rank's part
             x, y = augment(data.x_train[idx], self.augment), data.y_train[idx]
+            x = to_memory_format(x, self.channels_last)
             lr = cfg.lr * lr_factor(cfg.schedule, (epoch + b / batches) / cfg.epochs)
             if cfg.eps_warmup and epoch <= cfg.eps_warmup:
                 self.method.set_eps(self.eps_at(epoch + (b + 1) / batches))
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             for _ in range(self.method.replays):  # Free AT replays each minibatch; others step once
-                out = self.method.step(model, x, y)
+                with self.precision.autocast():
+                    out = self.method.step(model, x, y)
                 self.optimizer.zero_grad(set_to_none=True)
-                out.loss.backward()
-                self.optimizer.step()
+                self.precision.backward_step(out.loss, self.optimizer)
                 for cb in self.callbacks:
                     cb.on_step_end(self, out)
             k = len(y)
@@ -216,6 +247,8 @@ class Trainer:
             for name, v in stats.items():
                 totals[name] = totals.get(name, 0) + v.float()
             seen += k
+        totals = self.dist.all_reduce_sum({**totals, "_seen": torch.tensor(float(seen), device=self.device)})
+        seen = totals.pop("_seen").item()  # one sync per epoch, not per step
         prefix = "train_robust" if self.method.adversarial else "train"
         result = {"train_loss": totals["loss"].item() / seen, f"{prefix}_acc": totals["acc"].item() / seen * 100,
                   "lr": lr, "eps": self.method.threat.eps}
@@ -229,12 +262,13 @@ class Trainer:
         if len(data.x_val) == 0:
             return {}
         attack = PGD(self.threat, steps=self.cfg.val_steps)
-        res = evaluate(self.model, data.x_val, data.y_val, {"pgd": attack}, batch_size=512)
+        res = distributed.evaluate_split(self.dist, evaluate, self.model, data.x_val, data.y_val, {"pgd": attack},
+                                         batch_size=512)
         return {"val_clean_acc": res["clean_acc"], "val_robust_acc": res["attacks"]["pgd"]["robust_acc"]}
 
     def fit(self) -> Dict[str, Any]:
         cfg = self.cfg
-        if self.resume_state is None:
+        if self.resume_state is None and self.dist.is_main:
             (self.out / "config.yaml").write_text(_yaml_dump(cfg.to_dict()))
             log.info("%s | %s | %s | %s", self.data.describe(), cfg.model, cfg.method, self.threat)
         for cb in self.callbacks:
@@ -251,11 +285,12 @@ class Trainer:
             if improved:
                 self.best = {"epoch": epoch + 1, "val_robust_acc": record.get("val_robust_acc", -1.0),
                              "val_clean_acc": record.get("val_clean_acc", -1.0)}
-            state = self._state(epoch + 1)
-            if improved:
-                save_checkpoint(self.out / "best.pt", state)
-            save_checkpoint(self.out / "last.pt", state)
-            append_jsonl(self.out / "metrics.jsonl", record)
+            if self.dist.is_main:  # one writer: rank 0
+                state = self._state(epoch + 1)
+                if improved:
+                    save_checkpoint(self.out / "best.pt", state)
+                save_checkpoint(self.out / "last.pt", state)
+                append_jsonl(self.out / "metrics.jsonl", record)
             log.info(_format_record(record))
             if self.stop_reason:
                 log.warning("stopping after epoch %d: %s", epoch + 1, self.stop_reason)
@@ -275,16 +310,21 @@ class Trainer:
         """Evaluate the best checkpoint on the test split and write ``results.json``."""
         from ..reports.json import write_json
 
-        best = load_checkpoint(self.out / "best.pt", map_location=self.device)
-        self.model.load_state_dict(best["model"])
+        best = self.dist.run_on_main(lambda: load_checkpoint(self.out / "best.pt", map_location=self.device))
+        if best is not None:
+            self.model.load_state_dict(best["model"])
+        self.dist.broadcast_module(self.model)  # every rank evaluates rank 0's best weights
+        best = {"epoch": self.dist.broadcast_object(best["epoch"] if best is not None else None)}
         cfg = self.cfg
         attacks = eval_attacks(cfg.eval_attacks, self.threat, cfg.eval_steps, cfg.eval_restarts)
-        result = evaluate(self.model, self.data.x_test, self.data.y_test, attacks, progress=bool(self.progress))
+        result = distributed.evaluate_split(self.dist, evaluate, self.model, self.data.x_test, self.data.y_test,
+                                            attacks, progress=bool(self.progress))
         summary = {"run": str(self.out), "dataset": self.data.name, "model": cfg.model, "method": cfg.method,
                    "threat": {"norm": self.threat.norm, "eps": self.threat.eps}, "best_epoch": best["epoch"],
                    "epochs": cfg.epochs, "seed": cfg.seed, "stop_reason": self.stop_reason, "test": result,
                    "train_seconds": round(sum(r.get("seconds", 0) for r in read_jsonl(self.out / "metrics.jsonl")), 2)}
-        write_json(self.out / "results.json", summary)
+        if self.dist.is_main:
+            write_json(self.out / "results.json", summary)
         return summary
 
 
@@ -305,4 +345,8 @@ def _yaml_dump(values: Dict[str, Any]) -> str:
 def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
           progress: Optional[bool] = None) -> Dict[str, Any]:
     """Train one run as configured and evaluate its best checkpoint; returns the summary dict."""
-    return Trainer(cfg, resume=resume, overwrite=overwrite, progress=progress).fit()
+    trainer = Trainer(cfg, resume=resume, overwrite=overwrite, progress=progress)
+    try:
+        return trainer.fit()
+    finally:
+        trainer.dist.close()
