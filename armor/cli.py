@@ -101,6 +101,31 @@ def _build_parser() -> _Parser:
     p.add_argument("--epochs", default="30", help="epochs per model (default 30)")
     p.add_argument("--seed", default="0", help="random seed")
 
+    p = sub.add_parser("bench", help="time clean, PGD-AT and third-party steps side by side",
+                       description="Median times of a clean training step, armor's PGD-k AT step, a minimal "
+                                   "hand-written AT step, and PGD from armor / torchattacks / ART, on one model "
+                                   "and batch, with ratios to the hand loop and to the (k+1)× clean-step floor.")
+    p.add_argument("--model", default="small_cnn", help="registered model (default small_cnn)")
+    p.add_argument("--dataset", default="digits", help="real batch from this dataset (default digits)")
+    p.add_argument("--input-shape", dest="input_shape", default=None,
+                   help="C,H,W of synthetic data instead of a dataset, e.g. 3,32,32")
+    p.add_argument("--batch", default="256", help="batch size (default 256)")
+    p.add_argument("--steps", default="10", help="PGD steps k (default 10)")
+    p.add_argument("--eps", default=None, help="L∞ budget (default: the dataset's usual one; 8/255 synthetic)")
+    p.add_argument("--repeats", default="10", help="timed rounds; the median is reported (default 10)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    p.add_argument("--amp", nargs="?", const="bf16", default="off", metavar="MODE",
+                   help="autocast: off (default), auto, bf16, fp16; --amp alone = bf16")
+    p.add_argument("--channels-last", dest="channels_last", action="store_true", help="channels_last format")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--threads", default=None, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--no-third-party", dest="third_party", action="store_false",
+                   help="skip torchattacks and ART")
+    p.add_argument("--trainers", action="store_true",
+                   help="instead: ART's AdversarialTrainerMadryPGD vs armor's PGD-AT for --epochs on digits")
+    p.add_argument("--epochs", default="10", help="epochs for --trainers (default 10)")
+    p.add_argument("--json", default=None, help="also write the result dict to this JSON file")
+
     sub.add_parser("list", help="list the registered models, attacks and methods")
     return parser
 
@@ -161,6 +186,48 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import torch
+
+    threads = torch.get_num_threads()
+    if args.threads is not None:
+        torch.set_num_threads(_int(args.threads, "threads"))
+    try:
+        return _bench(args)
+    finally:
+        torch.set_num_threads(threads)  # process-wide setting: leave it as it was for library callers
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import compare_trainers, format_bench, format_trainers, run_bench
+    from .reports import write_json
+    from .threat import parse_eps
+    from .train.accel import parse_amp
+
+    if args.trainers:
+        result = compare_trainers(epochs=_int(args.epochs, "epochs"), steps=_int(args.steps, "steps"))
+        print(format_trainers(result))
+    else:
+        shape = None
+        if args.input_shape is not None:
+            parts = str(args.input_shape).split(",")
+            if len(parts) != 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+                raise UserError(f"input_shape must be C,H,W of positive integers such as 3,32,32, "
+                                f"got {args.input_shape!r}")
+            shape = tuple(int(p) for p in parts)
+        from .models import MODELS
+
+        MODELS.get(args.model)
+        result = run_bench(model=args.model, dataset=args.dataset, input_shape=shape, batch=_int(args.batch, "batch"),
+                           steps=_int(args.steps, "steps"), eps=None if args.eps is None else parse_eps(args.eps),
+                           repeats=_int(args.repeats, "repeats"), device=args.device, amp=parse_amp(args.amp),
+                           channels_last=args.channels_last, compile=args.compile, third_party=args.third_party)
+        print(format_bench(result))
+    if args.json:
+        write_json(args.json, result)
+    return 0
+
+
 def cmd_list(_: argparse.Namespace) -> int:
     from . import ATTACKS, METHODS, MODELS
 
@@ -179,7 +246,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 0
         if getattr(args, "quiet", False):
             logging.getLogger("armor").setLevel(logging.WARNING)
-        return {"train": cmd_train, "eval": cmd_eval, "demo": cmd_demo, "list": cmd_list}[args.command](args)
+        commands = {"train": cmd_train, "eval": cmd_eval, "demo": cmd_demo, "bench": cmd_bench, "list": cmd_list}
+        return commands[args.command](args)
     except UserError as exc:
         print(f"armor: error: {exc}", file=sys.stderr)
         return 2

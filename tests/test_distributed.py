@@ -14,7 +14,7 @@ from armor.train import Trainer
 from armor.train.checkpoint import read_jsonl
 from armor.train.distributed import DistContext, merge_results
 
-RUN = dict(method="pgd_at", steps=2, epochs=3, batch_size=32, val_steps=3, eval_attacks=["pgd"], eval_steps=5)
+RUN = dict(method="pgd_at", steps=2, epochs=3, batch_size=32, val_steps=3, test_size=200, eval_attacks=["pgd"], eval_steps=5)
 
 
 def _torchrun_available() -> bool:
@@ -30,7 +30,7 @@ def _torchrun_available() -> bool:
 def test_torchrun_two_processes_match_one_process(tmp_path):
     out = tmp_path / "ddp"
     args = ["--" + k.replace("_", "-") + "=" + str(v) for k, v in RUN.items() if k != "eval_attacks"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "armor", "train", *args, "--eval-attacks", "pgd", "--out", str(out), "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
@@ -49,8 +49,8 @@ def test_torchrun_two_processes_match_one_process(tmp_path):
     # (each rank draws its own) and in float summation order, so they end close but not equal
     single = Trainer(TrainConfig(**RUN, out=str(tmp_path / "single")), progress=False).fit()
     ddp = __import__("json").loads((out / "results.json").read_text())
-    assert ddp["test"]["n"] == single["test"]["n"] == 397  # the test set split over ranks and merged whole
-    # tolerance: 6 points of 397 test images ≈ run-to-run spread of 3-epoch PGD-AT under other seeds
+    assert ddp["test"]["n"] == single["test"]["n"] == 200  # the test set split over ranks and merged whole
+    # tolerance: 6 points of 200 test images ≈ run-to-run spread of 3-epoch PGD-AT under other seeds
     assert ddp["test"]["clean_acc"] > 70 and single["test"]["clean_acc"] > 70
     assert abs(ddp["test"]["clean_acc"] - single["test"]["clean_acc"]) < 6
     assert abs(ddp["test"]["attacks"]["pgd-5"]["robust_acc"] - single["test"]["attacks"]["pgd-5"]["robust_acc"]) < 8
@@ -68,7 +68,7 @@ def test_split_evaluation_merges_to_the_whole(digits, threat):
     """Evaluating slices on separate ranks and merging gives the numbers of one pass over everything."""
     torch.manual_seed(0)
     model = create_model("small_cnn", digits.input_shape, 10, digits.mean, digits.std).eval()
-    x, y = digits.x_test[:150], digits.y_test[:150]
+    x, y = digits.x_test[:100], digits.y_test[:100]
     attacks = {"fgsm": create_attack("fgsm", threat)}  # deterministic, so slices and whole must agree exactly
     whole = evaluate(model, x, y, attacks)
     parts = []
@@ -76,7 +76,7 @@ def test_split_evaluation_merges_to_the_whole(digits, threat):
         part = DistContext(rank=rank, world_size=3).split_range(len(x))
         parts.append(evaluate(model, x[part], y[part], attacks))
     merged = merge_results(parts)
-    assert merged["n"] == 150
+    assert merged["n"] == 100
     assert merged["clean_acc"] == pytest.approx(whole["clean_acc"])
     assert merged["worst_case_acc"] == pytest.approx(whole["worst_case_acc"])
     assert merged["attacks"]["fgsm"]["robust_acc"] == pytest.approx(whole["attacks"]["fgsm"]["robust_acc"])

@@ -110,6 +110,9 @@ class Trainer:
         self.stop_reason: Optional[str] = None
         self.out = cfg.out_dir()
         self.dist = distributed.setup(cfg.device)
+        if cfg.batch_size % self.dist.world_size:
+            raise UserError(f"batch_size {cfg.batch_size} (the global batch) must be divisible by the "
+                            f"{self.dist.world_size} processes")
         self.progress = progress if self.dist.is_main else False
         self.dist.run_on_main(lambda: self._prepare_out_dir(resume, overwrite))
         self.resume_state = None
@@ -121,9 +124,6 @@ class Trainer:
             saved.epochs, saved.out = cfg.epochs, cfg.out  # a resumed run may be extended
             self.cfg = cfg = saved
         self.device = distributed.device_for(self.dist, pick_device(cfg.device))
-        if cfg.batch_size % self.dist.world_size:
-            raise UserError(f"batch_size {cfg.batch_size} (the global batch) must be divisible by the "
-                            f"{self.dist.world_size} processes")
         torch.manual_seed(cfg.seed)
         self.data = load_dataset(cfg.dataset, cfg.data_dir, cfg.val_size, cfg.train_size, cfg.test_size,
                                  seed=cfg.seed).to(self.device)
