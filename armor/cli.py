@@ -27,12 +27,18 @@ TRAIN_FLAGS = {
     "test_size": "evaluate on a fixed subset of this many test examples",
     "augment": "auto, none, translate, crop_flip, strong",
     "model": "mlp, small_cnn, tiny_cnn, preact_resnet18, wide_resnet",
-    "method": "standard, pgd_at",
+    "method": "standard, pgd_at, trades, mart, fgsm_rs, free, dummy (see `armor list`)",
     "norm": "linf or l2",
     "eps": "perturbation budget in [0,1] pixel units, e.g. 0.3 or 8/255 (default: the dataset's usual one)",
     "steps": "PGD steps during training",
     "step_size": "PGD step size during training (default 2.5·eps/steps)",
     "clean_weight": "weight w of the clean loss in (1-w)·CE(adv) + w·CE(clean)",
+    "beta": "TRADES/MART weight of the robust term (default 6; larger = more robust, less accurate)",
+    "replays": "Free AT: replays m of each minibatch (default 4); divide --epochs by m for equal cost",
+    "guard": "catastrophic-overfitting guard: auto (stop for fgsm_rs/free), off, stop, rollback",
+    "guard_drop": "guard fires when monitor PGD accuracy falls this many points below its best (default 30)",
+    "guard_batch": "guard monitor batch size, from the validation split (default 256)",
+    "guard_steps": "PGD steps of the guard's monitor attack (default 10)",
     "eps_warmup": "epochs of linear ε ramp-up from 0",
     "epochs": "training epochs",
     "batch_size": "batch size",
@@ -52,6 +58,14 @@ TRAIN_FLAGS = {
 }
 
 
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML file of TrainConfig keys (see configs/)")
+    for key, text in TRAIN_FLAGS.items():
+        p.add_argument("--" + key.replace("_", "-"), dest=key, default=None, help=text)
+    p.add_argument("--eval-attacks", dest="eval_attacks", nargs="+", default=None,
+                   help="attacks of the final test table (fgsm, fgsm_rs, pgd)")
+
+
 def _build_parser() -> _Parser:
     from . import __version__
 
@@ -61,11 +75,7 @@ def _build_parser() -> _Parser:
 
     p = sub.add_parser("train", help="train a model (standard or adversarial) and evaluate it",
                        description="Train one run. Flags override the --config YAML file.")
-    p.add_argument("--config", help="YAML file of TrainConfig keys (see configs/)")
-    for key, text in TRAIN_FLAGS.items():
-        p.add_argument("--" + key.replace("_", "-"), dest=key, default=None, help=text)
-    p.add_argument("--eval-attacks", dest="eval_attacks", nargs="+", default=None,
-                   help="attacks of the final test table (fgsm, fgsm_rs, pgd)")
+    _add_train_flags(p)
     p.add_argument("--amp", nargs="?", const="bf16", default=None, metavar="MODE",
                    help="mixed precision: auto (bf16 on CUDA, off on CPU; the default), off, bf16, fp16; "
                         "--amp alone = bf16")
@@ -126,6 +136,17 @@ def _build_parser() -> _Parser:
     p.add_argument("--epochs", default="10", help="epochs for --trainers (default 10)")
     p.add_argument("--json", default=None, help="also write the result dict to this JSON file")
 
+    p = sub.add_parser("sweep", help="train one run per value of a parameter; clean vs robust table + Pareto plot",
+                       description="Grid over one parameter (e.g. --param beta --values 0.1 1 6 --method trades). "
+                                   "Writes OUT/sweep.json, sweep.csv, sweep.md and pareto.png; one run per value "
+                                   "in OUT/<param>=<value>/. Other flags as for train.")
+    p.add_argument("--param", required=True, help="beta, eps, clean_weight, method, replays, steps")
+    p.add_argument("--values", required=True, nargs="+", help="the values to train with")
+    _add_train_flags(p)
+    p.add_argument("--overwrite", action="store_true", help="replace existing runs of the sweep")
+    p.add_argument("--no-plot", dest="plot", action="store_false", help="skip pareto.png")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+
     sub.add_parser("list", help="list the registered models, attacks and methods")
     return parser
 
@@ -160,6 +181,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     header, rows = accuracy_rows({f"{summary['method']} (best epoch {summary['best_epoch']})": summary["test"]})
     print(format_table(header, rows))
     print(f"results: {summary['run']}/results.json")
+    return 0
+
+
+def _train_overrides(args: argparse.Namespace) -> Dict[str, Any]:
+    from .config import read_yaml
+
+    overrides: Dict[str, Any] = read_yaml(args.config) if args.config else {}
+    overrides.update({k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None})
+    if args.eval_attacks is not None:
+        overrides["eval_attacks"] = args.eval_attacks
+    return overrides
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .reports.sweep import sweep_rows, write_sweep
+    from .reports import format_table
+    from .train.sweep import run_sweep
+
+    base = _train_overrides(args)
+    out = base.pop("out", None) or f"runs/sweep_{args.param}"
+    sweep = run_sweep(base, args.param, args.values, out, overwrite=args.overwrite,
+                      progress=None if not args.quiet else False)
+    paths = write_sweep(sweep, out, plot=args.plot)
+    header, rows = sweep_rows(sweep)
+    print(format_table(header, rows))
+    print("results: " + ", ".join(paths.values()))
     return 0
 
 
@@ -246,7 +293,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 0
         if getattr(args, "quiet", False):
             logging.getLogger("armor").setLevel(logging.WARNING)
-        commands = {"train": cmd_train, "eval": cmd_eval, "demo": cmd_demo, "bench": cmd_bench, "list": cmd_list}
+        commands = {"train": cmd_train, "sweep": cmd_sweep, "eval": cmd_eval, "demo": cmd_demo, "bench": cmd_bench,
+                    "list": cmd_list}
         return commands[args.command](args)
     except UserError as exc:
         print(f"armor: error: {exc}", file=sys.stderr)

@@ -13,6 +13,7 @@ from .errors import UserError
 from .threat import DEFAULT_EPS, parse_eps, parse_norm
 
 OPTIMIZERS = ("sgd", "adam")
+GUARD_ACTIONS = ("auto", "off", "stop", "rollback")
 
 
 @dataclass
@@ -35,6 +36,13 @@ class TrainConfig:
     step_size: Any = None             # None → 2.5·ε/steps
     clean_weight: float = 0.0
     eps_warmup: int = 0               # epochs of linear ε ramp from 0
+    beta: Any = None                  # TRADES/MART robust-term weight (None → the method's default, 6)
+    replays: int = 4                  # Free AT: replays m of each minibatch (scale epochs by 1/m)
+    # catastrophic-overfitting guard (armor/train/guards.py): PGD on a held-out monitor batch every epoch
+    guard: str = "auto"               # auto (on for fgsm_rs, free) | off | stop | rollback
+    guard_drop: float = 30.0          # fires when monitor PGD accuracy falls this many points below its best
+    guard_batch: int = 256            # monitor examples (from the validation split)
+    guard_steps: int = 10             # PGD steps on the monitor batch
     # optimisation
     epochs: int = 30
     batch_size: int = 128
@@ -81,7 +89,7 @@ class TrainConfig:
             self.eps = parse_eps(self.eps)
         if self.step_size is not None:
             self.step_size = parse_eps(self.step_size, "step_size")
-        for name in ("steps", "epochs", "batch_size", "val_every", "val_steps", "eval_steps", "eval_restarts"):
+        for name in ("steps", "replays", "guard_batch", "guard_steps", "epochs", "batch_size", "val_every", "val_steps", "eval_steps", "eval_restarts"):
             _positive_int(self, name)
         for name in ("train_size", "test_size"):
             if getattr(self, name) is not None:
@@ -93,6 +101,11 @@ class TrainConfig:
         _number(self, "momentum", low=0.0, high=1.0)
         _number(self, "weight_decay", low=0.0)
         _number(self, "clean_weight", low=0.0, high=1.0)
+        _number(self, "guard_drop", low=0.0, high=100.0, low_open=True)
+        if self.beta is not None:
+            _number(self, "beta", low=0.0)
+        if self.guard not in GUARD_ACTIONS:
+            raise UserError(f"unknown guard {self.guard!r}; choose one of: {', '.join(GUARD_ACTIONS)}")
         if self.optimizer not in OPTIMIZERS:
             raise UserError(f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:

@@ -19,7 +19,7 @@ from ..config import TrainConfig
 from ..data import Dataset, augment, load_dataset, resolve_preset
 from ..errors import UserError
 from ..eval.robust import evaluate
-from ..methods import Method, StepOutput, create_method
+from ..methods import METHODS, Method, StepOutput, create_method
 from ..models import create_model
 from ..threat import ThreatModel
 from . import distributed
@@ -43,8 +43,11 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def build_model(cfg: TrainConfig, meta: Dict[str, Any]) -> nn.Module:
-    return create_model(cfg.model, meta["input_shape"], meta["num_classes"], meta["mean"], meta["std"],
-                        **cfg.model_options)
+    """The model as evaluated and attacked; a method may widen the head and wrap it (dummy-class AT folds it)."""
+    method = METHODS.get(cfg.method)
+    network = create_model(cfg.model, meta["input_shape"], meta["num_classes"] * method.head_factor,
+                           meta["mean"], meta["std"], **cfg.model_options)
+    return method.wrap_model(network, meta["num_classes"])
 
 
 def dataset_meta(data: Dataset) -> Dict[str, Any]:
@@ -133,7 +136,10 @@ class Trainer:
         self.model = build_model(cfg, self.meta).to(self.device)
         self._setup_speed()
         self.method: Method = create_method(cfg.method, self.threat, steps=cfg.steps, step_size=cfg.step_size,
-                                            clean_weight=cfg.clean_weight)
+                                            clean_weight=cfg.clean_weight, beta=cfg.beta, replays=cfg.replays)
+        from .guards import guard_callbacks  # guards subclass Callback, defined here
+
+        self.callbacks += guard_callbacks(cfg, self.method)
         self.optimizer = self._make_optimizer()
         self.start_epoch = 0
         self.best: Dict[str, Any] = {"epoch": None, "val_robust_acc": -1.0, "val_clean_acc": -1.0}

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..attacks import PGD
+from ..errors import UserError
+from ..losses import soft_ce
+from ..models.folded import FoldedHead, fold
+from ..threat import ThreatModel
+from .base import METHODS, AttackingMethod, StepOutput
+
+
+@METHODS.register("dummy")
+class DummyClassAT(AttackingMethod):
+    """Dummy-class adversarial training (DUCAT, Wang et al. 2024).
+
+    The head has C real and C dummy outputs. A clean image of class c is trained towards
+    ``(1 − w_benign)·e_c + w_benign·e_{c+C}``, its PGD example towards
+    ``(1 − w_adv)·e_c + w_adv·e_{c+C}`` (the defaults 0.25 and 1 are the paper's): the adversarial
+    example may land in the dummy twin instead of being forced into the clean class. At inference
+    class c's score is folded from c and c+C (:class:`~armor.models.folded.FoldedHead`), and the trainer
+    builds that folded model, so validation, the test table and every attack see the C-class output.
+    The inner training attack targets the raw head with the real label, as in the reference code.
+    """
+
+    name = "dummy"
+    head_factor = 2
+
+    def __init__(self, threat: ThreatModel, steps: int = 7, step_size: float | None = None,
+                 w_benign: float = 0.25, w_adv: float = 1.0):
+        for key, value in (("w_benign", w_benign), ("w_adv", w_adv)):
+            if not 0.0 <= float(value) <= 1.0:
+                raise UserError(f"{key} must be in [0, 1], got {value!r}")
+        self.w_benign, self.w_adv = float(w_benign), float(w_adv)
+        super().__init__(threat, steps, step_size)
+
+    @staticmethod
+    def wrap_model(model: nn.Module, num_classes: int) -> nn.Module:
+        return FoldedHead(model, num_classes)
+
+    def make_attack(self) -> PGD:
+        return PGD(self.threat, steps=self.steps, step_size=self.step_size, keep_best=False)
+
+    def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
+        if not isinstance(model, FoldedHead):
+            raise TypeError("dummy-class AT trains a FoldedHead model (build it with armor.train.build_model)")
+        raw, c = model.raw, model.num_classes
+        x_adv = self.attack(raw, x, y)
+        real, dummy = F.one_hot(y, 2 * c).float(), F.one_hot(y + c, 2 * c).float()
+        targets = torch.cat([(1 - self.w_benign) * real + self.w_benign * dummy,
+                             (1 - self.w_adv) * real + self.w_adv * dummy])
+        raw_logits = raw(torch.cat([x, x_adv]))
+        loss = soft_ce(raw_logits, targets).mean()
+        folded = fold(raw_logits, c)
+        clean_acc = (folded[: len(x)].argmax(1) == y).float().mean()
+        dummy_rate = (raw_logits[len(x):].argmax(1) >= c).float().mean()
+        return StepOutput(loss, folded[len(x):], {"clean_acc": clean_acc, "adv_dummy_fraction": dummy_rate})
+
+    def __repr__(self) -> str:
+        return f"DummyClassAT({self.threat}, w_benign={self.w_benign:g}, w_adv={self.w_adv:g})"

@@ -1,0 +1,97 @@
+"""Catastrophic-overfitting guard: single-step adversarial training (FGSM-RS, Free AT) can collapse
+within an epoch — PGD accuracy falls to about 0 while the training (FGSM) robust accuracy stays high
+(Wong et al. 2020). The guard measures PGD accuracy on a fixed held-out monitor batch after every epoch
+and, when it collapses, stops the run or rolls back to the last good checkpoint, and says so in
+``metrics.jsonl``, the run summary (``stop_reason``) and the log.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, List, Optional
+
+from ..attacks import PGD
+from ..eval.robust import evaluate
+from .checkpoint import load_checkpoint
+from .trainer import Callback
+
+log = logging.getLogger("armor")
+
+
+class CatastrophicOverfittingGuard(Callback):
+    """Fires when monitor PGD accuracy is ≥ ``drop`` points below its best so far *and* ≥ ``drop`` points
+    below the epoch's train robust accuracy (so a run that is merely getting worse on both does not fire).
+
+    ``action``: ``stop`` ends the run after this epoch (``best.pt``, chosen by robust validation accuracy,
+    is what gets evaluated); ``rollback`` also reloads the model and optimizer from ``best.pt`` so
+    ``last.pt`` holds the last good weights.
+    """
+
+    name = "co_guard"
+
+    def __init__(self, action: str = "stop", drop: float = 30.0, batch: int = 256, steps: int = 10):
+        if action not in ("stop", "rollback"):
+            raise ValueError(f"action must be 'stop' or 'rollback', got {action!r}")
+        self.action, self.drop, self.batch, self.steps = action, float(drop), int(batch), int(steps)
+        self.best_acc = -1.0
+        self.best_epoch: Optional[int] = None
+        self.fired_epoch: Optional[int] = None
+        self.x = self.y = None
+
+    def on_train_start(self, trainer) -> None:
+        data = trainer.data
+        if len(data.x_val):
+            self.x, self.y = data.x_val[: self.batch], data.y_val[: self.batch]
+        else:
+            log.warning("guard: no validation split, so the monitor batch comes from the training data")
+            self.x, self.y = data.x_train[: self.batch], data.y_train[: self.batch]
+
+    def monitor_acc(self, trainer) -> float:
+        attack = PGD(trainer.threat, steps=self.steps)
+        return evaluate(trainer.model, self.x, self.y, {"pgd": attack})["attacks"]["pgd"]["robust_acc"]
+
+    def on_epoch_end(self, trainer, epoch: int, record: Dict[str, Any]) -> None:
+        acc = self.monitor_acc(trainer)
+        record["guard_pgd_acc"] = acc
+        train_acc = record.get("train_robust_acc")
+        collapsed = (self.best_acc - acc >= self.drop
+                     and (train_acc is None or train_acc - acc >= self.drop))
+        if not collapsed:
+            if acc > self.best_acc:
+                self.best_acc, self.best_epoch = acc, epoch + 1
+            return
+        self.fired_epoch = epoch + 1
+        reason = (f"catastrophic overfitting: PGD-{self.steps} accuracy on the {len(self.y)}-image monitor batch "
+                  f"fell to {acc:.1f}% (best {self.best_acc:.1f}% at epoch {self.best_epoch})"
+                  + (f" while train robust accuracy is {train_acc:.1f}%" if train_acc is not None else ""))
+        record["guard"] = "fired"
+        if self.action == "rollback":
+            reason += self._rollback(trainer, record)
+        trainer.stop_reason = reason
+
+    def _rollback(self, trainer, record: Dict[str, Any]) -> str:
+        path = trainer.out / "best.pt"
+        if not path.is_file():
+            return "; no best.pt to roll back to, stopped instead"
+        state = load_checkpoint(path, map_location=trainer.device)
+        trainer.model.load_state_dict(state["model"])
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        record["guard"] = "rolled_back"
+        record["guard_rolled_back_to_epoch"] = state["epoch"]
+        return f"; rolled back to best.pt (epoch {state['epoch']})"
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"best_acc": self.best_acc, "best_epoch": self.best_epoch, "fired_epoch": self.fired_epoch}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.best_acc, self.best_epoch = state["best_acc"], state["best_epoch"]
+        self.fired_epoch = state.get("fired_epoch")
+
+
+def guard_callbacks(cfg, method) -> List[Callback]:
+    """The guard the config asks for: ``auto`` → ``stop`` for single-step methods, none otherwise."""
+    action = cfg.guard
+    if action == "auto":
+        action = "stop" if method.guard_by_default else "off"
+    if action == "off":
+        return []
+    return [CatastrophicOverfittingGuard(action, cfg.guard_drop, cfg.guard_batch, cfg.guard_steps)]

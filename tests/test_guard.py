@@ -1,0 +1,76 @@
+"""The catastrophic-overfitting guard: fires on a collapse, says so everywhere, can roll back."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+from armor import TrainConfig
+from armor.train import Trainer
+from armor.train.checkpoint import read_jsonl
+from armor.train.guards import CatastrophicOverfittingGuard
+
+TINY = dict(method="fgsm_rs", eps=0.2, epochs=6, train_size=200, val_size=100, test_size=50,
+            eval_attacks=["pgd"], eval_steps=2, guard_batch=64, guard_steps=2)
+
+
+def _inject(monkeypatch, monitor, train_robust):
+    """Script the guard's PGD accuracy and the epoch's train robust accuracy: a collapse at epoch 4."""
+    accs = iter(monitor)
+    monkeypatch.setattr(CatastrophicOverfittingGuard, "monitor_acc", lambda self, trainer: next(accs))
+    original = Trainer.train_epoch
+
+    def train_epoch(self, epoch):
+        return {**original(self, epoch), "train_robust_acc": train_robust[epoch]}
+
+    monkeypatch.setattr(Trainer, "train_epoch", train_epoch)
+
+
+@pytest.mark.parametrize("action", ["stop", "rollback"])
+def test_guard_stops_on_an_injected_collapse_and_says_so(action, tmp_path, monkeypatch, caplog):
+    _inject(monkeypatch, [40.0, 55.0, 52.0, 1.5, 0.0, 0.0], [50, 60, 70, 96, 97, 98])
+    out = tmp_path / "run"
+    trainer = Trainer(TrainConfig(**TINY, guard=action, out=str(out)), progress=False)
+    with caplog.at_level(logging.WARNING, logger="armor"):
+        summary = trainer.fit()
+    records = read_jsonl(out / "metrics.jsonl")
+    assert [r["epoch"] for r in records] == [1, 2, 3, 4]  # stopped after the collapse epoch
+    assert [r["guard_pgd_acc"] for r in records] == [40.0, 55.0, 52.0, 1.5]
+    assert "guard" not in records[2] and records[3]["guard"] == ("fired" if action == "stop" else "rolled_back")
+    assert "catastrophic overfitting" in summary["stop_reason"] and "best 55.0% at epoch 2" in summary["stop_reason"]
+    assert json.loads((out / "results.json").read_text())["stop_reason"] == summary["stop_reason"]
+    assert any("catastrophic overfitting" in r.getMessage() for r in caplog.records)
+    best = torch.load(out / "best.pt", weights_only=True)
+    last = torch.load(out / "last.pt", weights_only=True)
+    rolled = all(torch.equal(best["model"][k], last["model"][k]) for k in best["model"])
+    assert rolled == (action == "rollback")
+    if action == "rollback":
+        assert records[3]["guard_rolled_back_to_epoch"] == best["epoch"]
+        assert "rolled back to best.pt" in summary["stop_reason"]
+
+
+def test_guard_ignores_a_run_that_gets_worse_on_both_train_and_monitor(tmp_path, monkeypatch):
+    # PGD accuracy falls 50 points, but so does train robust accuracy: that is not catastrophic overfitting
+    _inject(monkeypatch, [60.0, 62.0, 12.0, 10.0, 11.0, 12.0], [60, 62, 20, 18, 19, 20])
+    summary = Trainer(TrainConfig(**TINY, guard="stop", out=str(tmp_path / "r")), progress=False).fit()
+    assert summary["stop_reason"] is None
+    assert len(read_jsonl(tmp_path / "r" / "metrics.jsonl")) == 6
+
+
+def test_guard_is_on_by_default_only_for_single_step_methods(tmp_path):
+    def guards(**kw):
+        t = Trainer(TrainConfig(**{**TINY, **kw, "out": str(tmp_path / kw["method"] / kw.get("guard", "auto"))}),
+                    progress=False)
+        return [type(cb).__name__ for cb in t.callbacks]
+
+    assert guards(method="fgsm_rs") == ["CatastrophicOverfittingGuard"]
+    assert guards(method="free") == ["CatastrophicOverfittingGuard"]
+    assert guards(method="pgd_at") == []
+    assert guards(method="pgd_at", guard="rollback") == ["CatastrophicOverfittingGuard"]
+    assert guards(method="fgsm_rs", guard="off") == []
+
+
+MNIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist.npz"

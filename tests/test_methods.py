@@ -1,0 +1,122 @@
+"""The training methods of issue 5 on short digits runs: each beats standard training under PGD-20."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from armor import ThreatModel, TrainConfig, UserError, create_method, create_model
+from armor.attacks import PGD
+from armor.attacks.transfer import TransferAttack
+from armor.eval import evaluate
+from armor.eval.run import load_model
+from armor.models.folded import FoldedHead
+from armor.train import Trainer, build_model
+from armor.train.checkpoint import read_jsonl
+
+# short runs: a 600-image training subset, PGD-5 inner attacks, 200 test images (1 image = 0.5 points)
+SHORT = dict(eps=0.2, epochs=10, steps=5, train_size=600, test_size=200, eval_attacks=["pgd"], eval_steps=20)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    cache = {}
+
+    def get(label, **kw):
+        if label not in cache:
+            out = tmp_path_factory.mktemp(label)
+            trainer = Trainer(TrainConfig(**{**SHORT, **kw, "out": str(out)}), overwrite=True, progress=False)
+            summary = trainer.fit()
+            cache[label] = {"summary": summary, "trainer": trainer, "out": out,
+                            "pgd": summary["test"]["attacks"]["pgd-20"]["robust_acc"],
+                            "clean": summary["test"]["clean_acc"]}
+        return cache[label]
+
+    return get
+
+
+PLANS = {"trades": dict(method="trades", beta=6.0), "mart": dict(method="mart", beta=6.0),
+         "fgsm_rs": dict(method="fgsm_rs"), "free": dict(method="free", replays=4, epochs=3),
+         "dummy": dict(method="dummy")}
+
+
+@pytest.mark.parametrize("label", list(PLANS))
+def test_method_beats_standard_training_under_pgd20(label, runs, standard_run):
+    std = standard_run["summary"]["test"]["attacks"]["pgd-10"]["robust_acc"]  # a weaker attack than PGD-20
+    run = runs(label, **PLANS[label])
+    assert std < 15
+    assert run["pgd"] >= std + 25, (label, run["pgd"], std)
+    assert run["clean"] > 75
+
+
+@pytest.mark.parametrize("label", ["fgsm_rs", "free"])
+def test_guard_watches_single_step_methods_and_stays_quiet_on_a_normal_run(label, runs):
+    run = runs(label, **PLANS[label])
+    records = read_jsonl(run["out"] / "metrics.jsonl")
+    assert all("guard_pgd_acc" in r for r in records) and not any("guard" in r for r in records)
+    assert run["summary"]["stop_reason"] is None and len(records) == PLANS[label].get("epochs", SHORT["epochs"])
+
+
+def test_trades_beta_trades_clean_accuracy_for_robustness(runs):
+    low, high = runs("trades_b0.1", method="trades", beta=0.1), runs("trades", **PLANS["trades"])
+    assert high["pgd"] >= low["pgd"] + 10, (low["pgd"], high["pgd"])
+    assert low["clean"] >= high["clean"] - 1.0, (low["clean"], high["clean"])
+
+
+def test_dummy_model_is_folded_and_every_attack_sees_the_folded_output(runs, digits):
+    run = runs("dummy", **PLANS["dummy"])
+    model, threat = run["trainer"].model, run["trainer"].threat
+    assert isinstance(model, FoldedHead) and model.num_classes == 10
+    x, y = digits.x_test[:200], digits.y_test[:200]
+    assert model(x[:4]).shape == (4, 10) and model.raw(x[:4]).shape == (4, 20)
+    # a checkpoint of a dummy run rebuilds the folded model, so `armor eval` attacks the folded output
+    loaded, cfg, _ = load_model(run["out"] / "best.pt", device="cpu")
+    assert isinstance(loaded, FoldedHead) and cfg.method == "dummy"
+    torch.manual_seed(0)
+    res = evaluate(loaded, x, y, {"folded": PGD(threat, steps=20),
+                                  "raw head": TransferAttack(PGD(threat, steps=20), loaded.raw)})
+    folded, raw = res["attacks"]["folded"]["robust_acc"], res["attacks"]["raw head"]["robust_acc"]
+    assert folded <= raw, (folded, raw)
+    assert res["clean_acc"] == run["clean"] or abs(res["clean_acc"] - run["clean"]) < 1e-6
+
+
+def test_free_at_uses_the_trainers_backward_for_the_perturbation(digits):
+    torch.manual_seed(0)
+    threat = ThreatModel("linf", 0.2)
+    model = create_model("small_cnn", (1, 8, 8), 10)
+    method = create_method("free", threat, replays=3)
+    assert method.replays == 3
+    calls = []
+    model.register_forward_hook(lambda *a: calls.append(1))
+    x, y = digits.x_train[:32], digits.y_train[:32]
+    out = method.step(model, x, y)
+    x_adv = method._x_adv
+    assert torch.equal(x_adv.detach(), x)  # δ starts at 0
+    out.loss.backward()  # the trainer's backward fills the input gradient too
+    grad = x_adv.grad.clone()
+    method.step(model, x, y)
+    expected = threat.project(x + 0.2 * grad.sign(), x)
+    assert torch.allclose(method._x_adv.detach(), expected)
+    assert len(calls) == 2  # one forward per replay, no extra attack pass
+
+
+def test_method_options_are_checked():
+    threat = ThreatModel("linf", 0.2)
+    with pytest.raises(UserError, match="beta must be"):
+        create_method("trades", threat, beta=-1)
+    with pytest.raises(UserError, match="replays must be"):
+        create_method("free", threat, replays=0)
+    with pytest.raises(UserError, match="beta must be a number"):
+        TrainConfig(method="mart", beta="x")
+    with pytest.raises(UserError, match="unknown guard 'maybe'"):
+        TrainConfig(guard="maybe")
+
+
+def test_build_model_widens_and_folds_only_for_dummy():
+    meta = {"input_shape": [1, 8, 8], "num_classes": 10, "mean": [0.3], "std": [0.4]}
+    plain = build_model(TrainConfig(method="trades"), meta)
+    folded = build_model(TrainConfig(method="dummy"), meta)
+    assert not isinstance(plain, FoldedHead) and isinstance(folded, FoldedHead)
+    x = torch.rand(3, 1, 8, 8)
+    assert plain(x).shape == (3, 10) and folded(x).shape == (3, 10) and folded.raw(x).shape == (3, 20)
+    raw = folded.raw(x)
+    assert torch.equal(folded(x).argmax(1), raw.argmax(1) % 10)  # DUCAT's prediction rule
