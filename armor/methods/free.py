@@ -34,10 +34,6 @@ class FreeAT(Method):
         self._x_adv: torch.Tensor | None = None    # its perturbed copy, whose .grad the backward fills
         self._delta: torch.Tensor | None = None
 
-    def set_eps(self, eps: float) -> None:
-        super().set_eps(eps)
-        self._delta = self._x = self._x_adv = None  # a new budget starts from δ = 0
-
     def _advance_delta(self) -> None:
         """FGSM step on δ with the input gradient of the last backward pass (if there was one)."""
         if self._x_adv is None or self._x_adv.grad is None:
@@ -48,6 +44,7 @@ class FreeAT(Method):
         self._x_adv = None
 
     def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
+        # δ survives a change of ε (the trainer's warm-up ramp): projecting onto the current ball shrinks it
         self._advance_delta()
         if self._delta is None or self._delta.shape != x.shape:
             self._delta = torch.zeros_like(x)
