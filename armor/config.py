@@ -36,6 +36,7 @@ class TrainConfig:
     step_size: Any = None             # None → 2.5·ε/steps
     clean_weight: float = 0.0
     eps_warmup: int = 0               # epochs of linear ε ramp from 0
+    method_options: Dict[str, Any] = field(default_factory=dict)  # extra keyword options of the method
     beta: Any = None                  # TRADES/MART robust-term weight (None → the method's default, 6)
     replays: int = 4                  # Free AT: replays m of each minibatch (scale epochs by 1/m)
     # catastrophic-overfitting guard (armor/train/guards.py): PGD on a held-out monitor batch every epoch
@@ -125,6 +126,12 @@ class TrainConfig:
             if value == "auto":
                 raise UserError(f"{name} must be true or false, got 'auto'")
             setattr(self, name, value)
+        if not isinstance(self.method_options, dict):
+            raise UserError(f"method_options must be a mapping, got {self.method_options!r}")
+        _check_options(METHODS.get(self.method), self.method_options, f"method {self.method!r}")
+        for key in self.method_options:
+            if key in {f.name for f in fields(self)}:
+                raise UserError(f"method option {key!r} is a config key of its own; set {key}: at the top level")
         if not isinstance(self.model_options, dict):
             raise UserError(f"model_options must be a mapping, got {self.model_options!r}")
         return self
@@ -171,6 +178,15 @@ def read_yaml(path: str | Path) -> Dict[str, Any]:
     if not isinstance(values, dict):
         raise UserError(f"config file {str(path)!r} must hold a mapping of keys to values")
     return values
+
+
+def _check_options(factory: Any, options: Dict[str, Any], what: str) -> None:
+    import inspect
+
+    allowed = [n for n in inspect.signature(factory).parameters if n not in ("self", "threat")]
+    for key in options:
+        if key not in allowed:
+            raise UserError(f"{what} has no option {key!r}; its options are: {', '.join(allowed)}")
 
 
 def _positive_int(cfg: Any, name: str, minimum: int = 1) -> None:

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
 import pytest
 import torch
 
 from armor import TrainConfig
+from armor.data.datasets import default_data_dir
 from armor.train import Trainer
 from armor.train.checkpoint import read_jsonl
 from armor.train.guards import CatastrophicOverfittingGuard
@@ -73,4 +73,20 @@ def test_guard_is_on_by_default_only_for_single_step_methods(tmp_path):
     assert guards(method="fgsm_rs", guard="off") == []
 
 
-MNIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist.npz"
+DATA_DIR = default_data_dir()
+MNIST = None if DATA_DIR is None else DATA_DIR / "mnist.npz"
+
+
+@pytest.mark.skipif(MNIST is None or not MNIST.is_file(), reason="needs ../shared/data/mnist.npz (not shipped with armor)")
+def test_guard_catches_the_real_fgsm_rs_collapse_on_an_mnist_subset(tmp_path):
+    # the collapse of issue 5 on 10k MNIST images: ε = 0.3, α = 0.375 from a start clamped into the
+    # image box; by epoch 2–3 FGSM training accuracy climbs while PGD accuracy is ~0
+    cfg = TrainConfig(dataset="mnist", data_dir=str(MNIST.parent), model="tiny_cnn", method="fgsm_rs", eps=0.3,
+                      step_size=0.375, optimizer="adam", lr=5e-3, schedule="onecycle", batch_size=100, epochs=6,
+                      train_size=10000, val_size=500, test_size=200, val_steps=5, eval_attacks=["pgd"],
+                      eval_steps=5, guard_batch=256, out=str(tmp_path / "co"))
+    summary = Trainer(cfg, progress=False).fit()
+    records = read_jsonl(tmp_path / "co" / "metrics.jsonl")
+    assert summary["stop_reason"] and "catastrophic overfitting" in summary["stop_reason"]
+    assert len(records) < 6 and records[-1]["guard"] == "fired"
+    assert records[-1]["guard_pgd_acc"] < 5 and records[-1]["train_robust_acc"] > 35

@@ -18,8 +18,10 @@ log = logging.getLogger("armor")
 
 
 class CatastrophicOverfittingGuard(Callback):
-    """Fires when monitor PGD accuracy is ≥ ``drop`` points below its best so far *and* ≥ ``drop`` points
-    below the epoch's train robust accuracy (so a run that is merely getting worse on both does not fire).
+    """Fires when monitor PGD accuracy is ≥ ``drop`` points below the epoch's train robust accuracy *and*
+    either ≥ ``drop`` points below its own best so far (robustness learned, then lost) or under ``floor``
+    % (robust to the training attack, never to PGD). A run that gets worse on train and monitor alike,
+    or one still learning, does not fire.
 
     ``action``: ``stop`` ends the run after this epoch (``best.pt``, chosen by robust validation accuracy,
     is what gets evaluated); ``rollback`` also reloads the model and optimizer from ``best.pt`` so
@@ -28,10 +30,12 @@ class CatastrophicOverfittingGuard(Callback):
 
     name = "co_guard"
 
-    def __init__(self, action: str = "stop", drop: float = 30.0, batch: int = 256, steps: int = 10):
+    def __init__(self, action: str = "stop", drop: float = 30.0, batch: int = 256, steps: int = 10,
+                 floor: float = 5.0):
         if action not in ("stop", "rollback"):
             raise ValueError(f"action must be 'stop' or 'rollback', got {action!r}")
         self.action, self.drop, self.batch, self.steps = action, float(drop), int(batch), int(steps)
+        self.floor = float(floor)
         self.best_acc = -1.0
         self.best_epoch: Optional[int] = None
         self.fired_epoch: Optional[int] = None
@@ -53,15 +57,16 @@ class CatastrophicOverfittingGuard(Callback):
         acc = self.monitor_acc(trainer)
         record["guard_pgd_acc"] = acc
         train_acc = record.get("train_robust_acc")
-        collapsed = (self.best_acc - acc >= self.drop
-                     and (train_acc is None or train_acc - acc >= self.drop))
+        # without a train robust accuracy (a clean-trained run) only the drop from the best counts
+        gap_ok = train_acc is None or train_acc - acc >= self.drop
+        collapsed = gap_ok and (self.best_acc - acc >= self.drop or (train_acc is not None and acc < self.floor))
         if not collapsed:
             if acc > self.best_acc:
                 self.best_acc, self.best_epoch = acc, epoch + 1
             return
         self.fired_epoch = epoch + 1
-        reason = (f"catastrophic overfitting: PGD-{self.steps} accuracy on the {len(self.y)}-image monitor batch "
-                  f"fell to {acc:.1f}% (best {self.best_acc:.1f}% at epoch {self.best_epoch})"
+        reason = (f"catastrophic overfitting at epoch {epoch + 1}: PGD-{self.steps} accuracy on the "
+                  f"{len(self.y)}-image monitor batch is {acc:.1f}% (best {self.best_acc:.1f}% at epoch {self.best_epoch})"
                   + (f" while train robust accuracy is {train_acc:.1f}%" if train_acc is not None else ""))
         record["guard"] = "fired"
         if self.action == "rollback":

@@ -136,7 +136,8 @@ class Trainer:
         self.model = build_model(cfg, self.meta).to(self.device)
         self._setup_speed()
         self.method: Method = create_method(cfg.method, self.threat, steps=cfg.steps, step_size=cfg.step_size,
-                                            clean_weight=cfg.clean_weight, beta=cfg.beta, replays=cfg.replays)
+                                            clean_weight=cfg.clean_weight, beta=cfg.beta, replays=cfg.replays,
+                                            **cfg.method_options)
         from .guards import guard_callbacks  # guards subclass Callback, defined here
 
         self.callbacks += guard_callbacks(cfg, self.method)
