@@ -105,7 +105,8 @@ def test_clean_weight_mixes_the_clean_loss(digits):
 def test_every_method_takes_a_training_step(name, digits):
     from armor import ThreatModel, create_model
 
-    model = create_model("small_cnn", (1, 8, 8), 10)
+    cls = METHODS.get(name)  # a method may widen and wrap the head (dummy-class AT folds 2C outputs to C)
+    model = cls.wrap_model(create_model("small_cnn", (1, 8, 8), 10 * cls.head_factor), 10)
     out = create_method(name, ThreatModel("linf", 0.2), steps=2).step(model, digits.x_train[:32],
                                                                        digits.y_train[:32])
     out.loss.backward()
