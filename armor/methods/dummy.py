@@ -7,7 +7,7 @@ from torch import nn
 from ..attacks import PGD
 from ..errors import UserError
 from ..losses import soft_ce
-from ..models.folded import FoldedHead, fold
+from ..models.folded import FoldedHead, Unfolded, fold
 from ..threat import ThreatModel
 from .base import METHODS, AttackingMethod, StepOutput
 
@@ -50,19 +50,22 @@ class DummyClassAT(AttackingMethod):
         return PGD(self.threat, steps=self.steps, step_size=self.step_size, keep_best=False)
 
     def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
-        if not isinstance(model, FoldedHead):
-            raise TypeError("dummy-class AT trains a FoldedHead model (build it with armor.train.build_model)")
-        raw, c = model.raw, model.num_classes
-        x_adv = self.attack(raw if self.attack_head == "raw" else model, x, y)
+        try:
+            clean_raw = model(x, unfolded=True)
+        except TypeError:
+            raise TypeError("dummy-class AT trains a FoldedHead model (build it with armor.train.build_model)") \
+                from None
+        c = clean_raw.shape[1] // 2
+        x_adv = self.attack(Unfolded(model) if self.attack_head == "raw" else model, x, y)
         real, dummy = F.one_hot(y, 2 * c).float(), F.one_hot(y + c, 2 * c).float()
         targets = torch.cat([(1 - self.w_benign) * real + self.w_benign * dummy,
                              (1 - self.w_adv) * real + self.w_adv * dummy])
-        raw_logits = raw(torch.cat([x, x_adv]))
+        raw_logits = torch.cat([clean_raw, model(x_adv, unfolded=True)])
         loss = soft_ce(raw_logits, targets).mean()
         folded = fold(raw_logits, c)
         clean_acc = (folded[: len(x)].argmax(1) == y).float().mean()
-        dummy_rate = (raw_logits[len(x):].argmax(1) >= c).float().mean()
-        return StepOutput(loss, folded[len(x):], {"clean_acc": clean_acc, "adv_dummy_fraction": dummy_rate})
+        dummy_fraction = (raw_logits[len(x):].argmax(1) >= c).float().mean()
+        return StepOutput(loss, folded[len(x):], {"clean_acc": clean_acc, "adv_dummy_fraction": dummy_fraction})
 
     def __repr__(self) -> str:
         return f"DummyClassAT({self.threat}, w_benign={self.w_benign:g}, w_adv={self.w_adv:g})"

@@ -20,8 +20,21 @@ class FoldedHead(nn.Module):
         self.raw = raw
         self.num_classes = int(num_classes)
 
+    def forward(self, x: torch.Tensor, unfolded: bool = False) -> torch.Tensor:
+        # training calls model(x, unfolded=True) through any DDP/compile wrapper, so gradients still sync
+        logits = self.raw(x)
+        return logits if unfolded else fold(logits, self.num_classes)
+
+
+class Unfolded(nn.Module):
+    """The raw 2C output of a (possibly wrapped) :class:`FoldedHead`, as a module an attack can call."""
+
+    def __init__(self, folded: nn.Module):
+        super().__init__()
+        self.folded = folded
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return fold(self.raw(x), self.num_classes)
+        return self.folded(x, unfolded=True)
 
 
 def fold(logits: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional
 
 from ..attacks import PGD
 from ..eval.robust import evaluate
+from . import distributed
 from .checkpoint import load_checkpoint
 from .trainer import Callback
 
@@ -51,7 +52,10 @@ class CatastrophicOverfittingGuard(Callback):
 
     def monitor_acc(self, trainer) -> float:
         attack = PGD(trainer.threat, steps=self.steps)
-        return evaluate(trainer.model, self.x, self.y, {"pgd": attack})["attacks"]["pgd"]["robust_acc"]
+        # evaluate_split merges the ranks' shares under torchrun, so every rank takes the same decision
+        res = distributed.evaluate_split(trainer.dist, evaluate, trainer.model, self.x, self.y, {"pgd": attack},
+                                         batch_size=512)
+        return res["attacks"]["pgd"]["robust_acc"]
 
     def on_epoch_end(self, trainer, epoch: int, record: Dict[str, Any]) -> None:
         acc = self.monitor_acc(trainer)
