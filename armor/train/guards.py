@@ -58,7 +58,11 @@ class CatastrophicOverfittingGuard(Callback):
         return res["attacks"]["pgd"]["robust_acc"]
 
     def on_epoch_end(self, trainer, epoch: int, record: Dict[str, Any]) -> None:
-        acc = self.monitor_acc(trainer)
+        whole_val = len(trainer.data.x_val) and len(self.y) == len(trainer.data.x_val)
+        if whole_val and "val_robust_acc" in record and self.steps == trainer.cfg.val_steps:
+            acc = record["val_robust_acc"]  # the validation just ran this very attack on these images
+        else:
+            acc = self.monitor_acc(trainer)
         record["guard_pgd_acc"] = acc
         train_acc = record.get("train_robust_acc")
         # without a train robust accuracy (a clean-trained run) only the drop from the best counts
