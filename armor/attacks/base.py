@@ -41,7 +41,11 @@ _FP16_LOSS_SCALE = 2.0 ** 12
 
 
 def _fp16_autocast(device: torch.device) -> bool:
-    return torch.is_autocast_enabled(device.type) and torch.get_autocast_dtype(device.type) == torch.float16
+    try:
+        return torch.is_autocast_enabled(device.type) and torch.get_autocast_dtype(device.type) == torch.float16
+    except (TypeError, AttributeError):  # PyTorch < 2.4 has only the CUDA-specific query
+        return device.type == "cuda" and torch.is_autocast_enabled() and \
+            torch.get_autocast_gpu_dtype() == torch.float16
 
 
 class Attack:

@@ -88,7 +88,11 @@ class DistContext:
         with torch.no_grad():
             for tensor in list(module.state_dict().values()):
                 if torch.is_tensor(tensor):
-                    dist.broadcast(tensor, src=0)
+                    # channels_last weights are not contiguous in NCHW order, which collectives expect
+                    buffer = tensor if tensor.is_contiguous() else tensor.contiguous()
+                    dist.broadcast(buffer, src=0)
+                    if buffer is not tensor:
+                        tensor.copy_(buffer)
 
     def barrier(self) -> None:
         if self.enabled:
