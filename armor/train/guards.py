@@ -74,7 +74,8 @@ class CatastrophicOverfittingGuard(Callback):
             return
         self.fired_epoch = epoch + 1
         reason = (f"catastrophic overfitting at epoch {epoch + 1}: PGD-{self.steps} accuracy on the "
-                  f"{len(self.y)}-image monitor batch is {acc:.1f}% (best {self.best_acc:.1f}% at epoch {self.best_epoch})"
+                  f"{len(self.y)}-image monitor batch is {acc:.1f}%"
+                  + (f" (best {self.best_acc:.1f}% at epoch {self.best_epoch})" if self.best_epoch else "")
                   + (f" while train robust accuracy is {train_acc:.1f}%" if train_acc is not None else ""))
         record["guard"] = "fired"
         if self.action == "rollback":
