@@ -89,20 +89,41 @@ def _build_parser() -> _Parser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
 
-    p = sub.add_parser("eval", help="evaluate a checkpoint under attacks",
-                       description="Clean and robust accuracy of a checkpoint on its dataset's test split.")
+    p = sub.add_parser("eval", help="evaluate a checkpoint under attacks (worst case, sanity checks)",
+                       description="Clean and robust accuracy of a checkpoint on its dataset's test split: by "
+                                   "default the standard suite (APGD-CE, APGD-T, Square) as a worst case, then "
+                                   "gradient-masking sanity checks. Interrupted runs resume from <out>.state.json.")
     p.add_argument("--checkpoint", required=True, help="RUN/best.pt or RUN/last.pt")
-    p.add_argument("--attack", nargs="+", default=["fgsm", "pgd"], help="attacks to run (fgsm, fgsm_rs, pgd)")
-    p.add_argument("--steps", default="20", help="PGD steps (default 20)")
-    p.add_argument("--restarts", default="1", help="PGD random restarts (default 1)")
+    p.add_argument("--suite", default=None, help="quick (PGD-20), standard (APGD-CE, APGD-T, Square; the "
+                                                   "default), full (standard with more restarts and queries)")
+    p.add_argument("--attack", nargs="+", default=None,
+                   help="run these attacks instead of a suite, each on every example (fgsm, fgsm_rs, pgd, apgd, "
+                        "apgd_t, square)")
+    p.add_argument("--steps", default=None, help="steps of gradient attacks (default: 20 for --attack, 100 for "
+                                                 "the standard/full suites)")
+    p.add_argument("--restarts", default="1", help="random restarts of --attack attacks (default 1)")
     p.add_argument("--step-size", dest="step_size", default=None, help="PGD step size (default 2.5·eps/steps)")
+    p.add_argument("--queries", default=None, help="Square query budget per example (default 5000)")
+    p.add_argument("--loss", default=None, help="loss of pgd/apgd: ce, or dlr (invariant to rescaled logits)")
+    p.add_argument("--eot", default="1", help="adaptive: average each gradient over N forward passes "
+                                              "(randomised models)")
+    p.add_argument("--bpda", nargs="*", default=None, metavar="LAYER",
+                   help="adaptive: straight-through gradients through these layers (names as in "
+                        "model.named_modules()); with no names, through every layer marked non_differentiable")
     p.add_argument("--eps", default=None, help="budget (default: the one the model was trained for)")
     p.add_argument("--norm", default=None, help="linf or l2 (default: the training norm)")
+    p.add_argument("--sweep", nargs="+", default=None, metavar="EPS",
+                   help="also sweep these budgets (e.g. 0.05 0.1 8/255): <out>_sweep.json/.csv/.png")
+    p.add_argument("--corruptions", action="store_true",
+                   help="also report accuracy under natural corruptions (7 kinds × 5 severities)")
+    p.add_argument("--no-checks", dest="checks", action="store_false", help="skip the gradient-masking checks")
+    p.add_argument("--check-n", dest="check_n", default="200", help="examples the checks use (default 200)")
     p.add_argument("--split", default="test", choices=["test", "val"], help="which split (default test)")
     p.add_argument("--n", default=None, help="evaluate only the first N examples")
     p.add_argument("--batch-size", dest="batch_size", default="256", help="evaluation batch size")
     p.add_argument("--data-dir", dest="data_dir", default=None, help="where mnist.npz etc. live")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    p.add_argument("--seed", default="0", help="random seed of the attacks")
     p.add_argument("--out", default=None, help="results JSON (default: eval.json beside the checkpoint)")
 
     p = sub.add_parser("demo", help="standard vs PGD-AT on the embedded digits data, as a table",
@@ -211,17 +232,38 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from .eval.checks import format_checks
     from .eval.run import evaluate_checkpoint
     from .reports import accuracy_rows, format_table
 
     result = evaluate_checkpoint(
-        args.checkpoint, attacks=args.attack, steps=_int(args.steps, "steps"),
-        restarts=_int(args.restarts, "restarts"), step_size=args.step_size, eps=args.eps, norm=args.norm,
-        split=args.split, n=None if args.n is None else _int(args.n, "n"),
-        batch_size=_int(args.batch_size, "batch_size"), data_dir=args.data_dir, device=args.device, out=args.out)
-    header, rows = accuracy_rows({Path(args.checkpoint).name: result["result"]})
-    print(f"{result['dataset']} {result['split']} ({result['result']['n']} examples), {result['threat_str']}")
+        args.checkpoint, attacks=args.attack, suite=args.suite,
+        steps=None if args.steps is None else _int(args.steps, "steps"), restarts=_int(args.restarts, "restarts"),
+        step_size=args.step_size, eps=args.eps, norm=args.norm, split=args.split,
+        n=None if args.n is None else _int(args.n, "n"), batch_size=_int(args.batch_size, "batch_size"),
+        data_dir=args.data_dir, device=args.device, out=args.out,
+        queries=None if args.queries is None else _int(args.queries, "queries"), loss=args.loss,
+        eot=_int(args.eot, "eot"), bpda=(args.bpda or True) if args.bpda is not None else None,
+        checks=args.checks, check_n=_int(args.check_n, "check_n"), sweep=args.sweep,
+        corruptions=args.corruptions, seed=_int(args.seed, "seed", 0))
+    res = result["result"]
+    header, rows = accuracy_rows({Path(args.checkpoint).name: res})
+    suite = f", suite {result['suite']}" if result["suite"] else ""
+    print(f"{result['dataset']} {result['split']} ({res['n']} examples), {result['threat_str']}{suite}")
     print(format_table(header, rows))
+    if res["mode"] == "ensemble":
+        print("broken by: " + ", ".join(f"{k} {v}" for k, v in res["broken_by"].items())
+              + f"; forward passes {res['forward_passes']}")
+    if "autoattack_acc" in result:
+        print(f"worst case over the {result['suite']} suite: {result['autoattack_acc']:.1f} %")
+    if "checks" in result:
+        print(format_checks(result["checks"]))
+    if "corruptions" in result:
+        cor = result["corruptions"]
+        print("corruptions (mean over 5 severities): " + ", ".join(
+            f"{k} {v['mean']:.1f}" for k, v in cor["corruptions"].items()) + f"; mean {cor['mean_corrupted_acc']:.1f}")
+    for f in result.get("sweep_files", []):
+        print(f"sweep: {f}")
     print(f"results: {result['path']}")
     return 0
 

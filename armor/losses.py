@@ -64,3 +64,17 @@ def mart(adv_logits: torch.Tensor, clean_logits: torch.Tensor, y: torch.Tensor, 
 def soft_ce(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
     """Per-example cross-entropy against a soft label distribution (rows of ``target_probs``)."""
     return -(target_probs * F.log_softmax(logits.float(), dim=1)).sum(dim=1)
+
+
+def dlr_targeted(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Targeted DLR (Croce & Hein 2020), to be maximised: pushes the ``target`` logit above the true one.
+
+    The denominator (top logit minus the mean of the 3rd and 4th) makes it invariant to scaling the
+    logits, so saturated or rescaled logits cannot hide the gradient; it needs at least 4 classes.
+    """
+    logits = logits.float()
+    sorted_logits, _ = logits.sort(dim=1)
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    tgt = logits.gather(1, target[:, None]).squeeze(1)
+    scale = sorted_logits[:, -1] - 0.5 * (sorted_logits[:, -3] + sorted_logits[:, -4]) + 1e-12
+    return -(true - tgt) / scale

@@ -10,7 +10,7 @@ from armor.eval import accuracy, evaluate
 def test_every_attack_stays_within_eps_and_the_image_box(name, norm, eps, standard_run, test_batch):
     x, y = test_batch
     threat = ThreatModel(norm, eps)
-    x_adv = create_attack(name, threat, steps=5)(standard_run["model"], x, y)
+    x_adv = create_attack(name, threat, steps=5, queries=300)(standard_run["model"], x, y)
     assert x_adv.shape == x.shape and not x_adv.requires_grad
     assert (threat.distance(x_adv, x) <= eps + 1e-5).all()
     assert x_adv.min() >= 0 and x_adv.max() <= 1
@@ -29,7 +29,7 @@ def test_attacks_leave_model_mode_and_parameter_grads_as_they_were(name, trainin
     params[0].requires_grad_(False)
     model.train(training)
     try:
-        create_attack(name, ThreatModel("linf", 0.2), steps=3)(model, x[:32], y[:32])
+        create_attack(name, ThreatModel("linf", 0.2), steps=3, queries=30)(model, x[:32], y[:32])
         assert model.training is training
         assert params[0].requires_grad is False and all(p.requires_grad for p in params[1:])
         assert all(torch.equal(p.grad, torch.full_like(p, 0.5)) for p in params)

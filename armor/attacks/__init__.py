@@ -1,8 +1,11 @@
 """Attacks, one module each, found through the ``ATTACKS`` registry."""
 from ..threat import ThreatModel
+from .adaptive import adaptive
+from .apgd import APGD, APGDTargeted
 from .base import ATTACKS, Attack
 from .fgsm import FGSM
 from .pgd import PGD
+from .square import Square
 
 
 def create_attack(name: str, threat: ThreatModel, **options) -> Attack:
@@ -10,4 +13,4 @@ def create_attack(name: str, threat: ThreatModel, **options) -> Attack:
     return ATTACKS.create(name, threat=threat, **options)
 
 
-__all__ = ["ATTACKS", "Attack", "FGSM", "PGD", "create_attack"]
+__all__ = ["APGD", "APGDTargeted", "ATTACKS", "Attack", "FGSM", "PGD", "Square", "adaptive", "create_attack"]

@@ -15,6 +15,7 @@ from ..errors import UserError
 from ..losses import LOSSES
 from ..registry import Registry
 from ..threat import ThreatModel
+from .adaptive import Bpda, adaptive, check_eot
 
 ATTACKS = Registry("attack")
 
@@ -53,12 +54,15 @@ class Attack:
 
     name = "attack"
 
-    def __init__(self, threat: ThreatModel, loss: str | Callable = "ce", targeted: bool = False):
+    def __init__(self, threat: ThreatModel, loss: str | Callable = "ce", targeted: bool = False, eot: int = 1,
+                 bpda: Bpda = None):
         if not isinstance(threat, ThreatModel):
             raise TypeError(f"threat must be a ThreatModel, got {type(threat).__name__}")
         self.threat = threat
         self.loss_fn = LOSSES.get(loss) if isinstance(loss, str) else loss
         self.targeted = bool(targeted)
+        self.eot = check_eot(eot)  # adaptive options (see adaptive.py): EOT samples, straight-through layers
+        self.bpda = bpda
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if isinstance(model, nn.parallel.DistributedDataParallel):
@@ -68,8 +72,9 @@ class Attack:
         training = model.training
         flags = [p.requires_grad for p in model.parameters()]
         try:
-            with torch.enable_grad():  # attacks work even when called under torch.no_grad()
-                x_adv = self.perturb(model, x.detach(), y.detach())
+            with torch.enable_grad(), adaptive(model, self.eot, self.bpda) as attacked:
+                # enable_grad: attacks work even when called under torch.no_grad()
+                x_adv = self.perturb(attacked, x.detach(), y.detach())
         finally:
             if model.training != training:
                 model.train(training)

@@ -15,8 +15,8 @@ class FGSM(Attack):
     name = "fgsm"
 
     def __init__(self, threat: ThreatModel, step_size: float | None = None, random_start: bool = False,
-                 loss: str = "ce", targeted: bool = False):
-        super().__init__(threat, loss, targeted)
+                 loss: str = "ce", targeted: bool = False, eot: int = 1, bpda=None):
+        super().__init__(threat, loss, targeted, eot, bpda)
         self.random_start = bool(random_start)
         default = 1.25 * threat.eps if self.random_start else threat.eps
         self.step_size = check_step_size(step_size) or default
@@ -29,8 +29,8 @@ class FGSM(Attack):
 
 @ATTACKS.register("fgsm_rs")
 def fgsm_rs(threat: ThreatModel, step_size: float | None = None, loss: str = "ce",
-            targeted: bool = False) -> FGSM:
+            targeted: bool = False, eot: int = 1, bpda=None) -> FGSM:
     """FGSM from a uniformly random start in the ball, step 1.25·ε by default ("fast is better than free")."""
-    attack = FGSM(threat, step_size=step_size, random_start=True, loss=loss, targeted=targeted)
+    attack = FGSM(threat, step_size=step_size, random_start=True, loss=loss, targeted=targeted, eot=eot, bpda=bpda)
     attack.name = "fgsm_rs"
     return attack

@@ -21,8 +21,8 @@ class PGD(Attack):
 
     def __init__(self, threat: ThreatModel, steps: int = 10, step_size: float | None = None,
                  random_start: bool = True, restarts: int = 1, loss: str = "ce", targeted: bool = False,
-                 keep_best: bool = True):
-        super().__init__(threat, loss, targeted)
+                 keep_best: bool = True, eot: int = 1, bpda=None):
+        super().__init__(threat, loss, targeted, eot, bpda)
         self.steps = check_steps(steps)
         self.restarts = check_steps(restarts, "restarts")
         self.step_size = check_step_size(step_size) or 2.5 * threat.eps / self.steps

@@ -7,13 +7,19 @@ gives the same worst case for less work.
 """
 from __future__ import annotations
 
-from typing import Dict, Mapping
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Dict, Mapping, Optional
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from ..attacks import Attack
+
+log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
@@ -37,53 +43,119 @@ def _check_budget(attack: Attack, x_adv: torch.Tensor, x: torch.Tensor) -> None:
         raise RuntimeError(f"{attack!r} left the threat model (ε exceeded by {excess:.3g} or outside [0, 1])")
 
 
+def _count_forward_passes(model: nn.Module, counter: list):
+    """Hook counting examples through ``model.forward`` (EOT samples and restarts all count)."""
+    def hook(_module, inputs):
+        counter[0] += int(inputs[0].shape[0]) if inputs and isinstance(inputs[0], torch.Tensor) else 0
+    return model.register_forward_pre_hook(hook)
+
+
+def _fingerprint(attacks: Mapping[str, Attack], x: torch.Tensor, y: torch.Tensor, batch_size: int, mode: str,
+                 seed: int) -> str:
+    """What a saved partial evaluation must match to be resumed (attacks, data, batching, seed)."""
+    data = hashlib.sha256(x.detach().float().cpu().contiguous().numpy().tobytes())
+    data.update(y.detach().cpu().numpy().tobytes())
+    spec = json.dumps([[name, repr(a), a.eot, repr(a.bpda)] for name, a in attacks.items()]
+                      + [batch_size, mode, seed, data.hexdigest()])
+    return hashlib.sha256(spec.encode()).hexdigest()[:16]
+
+
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Mapping[str, Attack],
-             batch_size: int = 256, mode: str = "independent", progress: bool = False) -> Dict:
-    """Accuracy (in %) on clean inputs, under each attack, and in the per-example worst case."""
+             batch_size: int = 256, mode: str = "independent", progress: bool = False,
+             state_path: Optional[str | Path] = None, seed: Optional[int] = None) -> Dict:
+    """Accuracy (in %) on clean inputs, under each attack, and in the per-example worst case.
+
+    ``broken_by_example`` names, per example, the first attack that fooled it ("clean" if the clean
+    input was already wrong, None if it stayed robust); ``forward_passes`` counts examples through the
+    model per attack. With a ``seed``, each batch reseeds the RNG with ``seed + batch index`` (the caller's
+    RNG state is restored afterwards), so with ``state_path`` an interrupted evaluation resumes from its
+    finished batches and gives the same numbers as one uninterrupted run; the state file is removed
+    once the evaluation completes.
+    """
+    from ..reports.json import read_json, write_json  # here: reports → train → eval would be a cycle
+
     if mode not in ("independent", "ensemble"):
         raise ValueError(f"mode must be 'independent' or 'ensemble', got {mode!r}")
     training = model.training
     model.eval()
     n = len(x)
+    names = list(attacks)
     correct = torch.zeros(n, dtype=torch.bool, device=x.device)
     robust = {name: torch.zeros(n, dtype=torch.bool, device=x.device) for name in attacks}
     broken_by = torch.full((n,), -1, dtype=torch.long, device=x.device)  # index of the first attack that won
-    batches = range(0, n, batch_size)
+    forward = {name: 0 for name in names}
+    done = 0
+    key = _fingerprint(attacks, x, y, batch_size, mode, seed) if state_path else None
+    if state_path and Path(state_path).is_file():
+        state = read_json(state_path)
+        if state.get("fingerprint") == key:
+            done = int(state["batches_done"])
+            dev = x.device
+            correct[:] = torch.tensor(state["correct"], dtype=torch.bool, device=dev)
+            broken_by[:] = torch.tensor(state["broken_by"], dtype=torch.long, device=dev)
+            for name in names:
+                robust[name][:] = torch.tensor(state["robust"][name], dtype=torch.bool, device=dev)
+            forward.update(state["forward_passes"])
+            log.info("resuming evaluation from %s: %d batches already done", state_path, done)
+        else:
+            log.warning("ignoring %s: it belongs to a different evaluation", state_path)
+    counter = [0]
+    handle = _count_forward_passes(model, counter)
+    batches = list(range(0, n, batch_size))
+    devices = [x.device] if x.device.type == "cuda" else []
     try:
-        for start in tqdm(batches, desc="eval", disable=not progress, leave=False):
-            sl = slice(start, start + batch_size)
-            xb, yb = x[sl], y[sl]
-            with torch.no_grad():
-                ok = model(xb).argmax(1) == yb
-            correct[sl] = ok
-            standing = ok.clone()
-            for i, (name, attack) in enumerate(attacks.items()):
-                todo = (standing if mode == "ensemble" else ok).nonzero().squeeze(1)
-                if todo.numel() == 0:
-                    continue
-                x_adv = attack(model, xb[todo], yb[todo])
-                _check_budget(attack, x_adv, xb[todo])
+        for index, start in enumerate(tqdm(batches, desc="eval", disable=not progress, leave=False)):
+            if index < done:
+                continue
+            with torch.random.fork_rng(devices=devices, enabled=seed is not None):
+                if seed is not None:
+                    torch.manual_seed(seed + index)
+                sl = slice(start, start + batch_size)
+                xb, yb = x[sl], y[sl]
                 with torch.no_grad():
-                    held = model(x_adv).argmax(1) == yb[todo]
-                held_full = torch.zeros_like(ok)
-                held_full[todo] = held
-                robust[name][sl] = held_full
-                newly_broken = standing & ~held_full
-                broken_by[sl] = torch.where(newly_broken, torch.full_like(broken_by[sl], i), broken_by[sl])
-                standing &= held_full
+                    ok = model(xb).argmax(1) == yb
+                correct[sl] = ok
+                standing = ok.clone()
+                for i, (name, attack) in enumerate(attacks.items()):
+                    todo = (standing if mode == "ensemble" else ok).nonzero().squeeze(1)
+                    if todo.numel() == 0:
+                        continue
+                    counter[0] = 0
+                    x_adv = attack(model, xb[todo], yb[todo])
+                    _check_budget(attack, x_adv, xb[todo])
+                    with torch.no_grad():
+                        held = model(x_adv).argmax(1) == yb[todo]
+                    forward[name] += counter[0]
+                    held_full = torch.zeros_like(ok)
+                    held_full[todo] = held
+                    robust[name][sl] = held_full
+                    newly_broken = standing & ~held_full
+                    broken_by[sl] = torch.where(newly_broken, torch.full_like(broken_by[sl], i), broken_by[sl])
+                    standing &= held_full
+            if state_path and index + 1 < len(batches):
+                write_json(Path(state_path), {
+                    "fingerprint": key, "batches_done": index + 1, "correct": correct.tolist(),
+                    "broken_by": broken_by.tolist(), "robust": {k: v.tolist() for k, v in robust.items()},
+                    "forward_passes": forward})
     finally:
+        handle.remove()
         model.train(training)
+    if state_path and Path(state_path).is_file():
+        Path(state_path).unlink()
     worst = correct.clone()
     for mask in robust.values():
         worst &= mask
     pct = lambda m: m.float().mean().item() * 100 if n else float("nan")  # noqa: E731
-    names = list(attacks)
+    labels = [None if not c else (names[b] if b >= 0 else None) for c, b in zip(correct.tolist(), broken_by.tolist())]
     result = {
         "n": n,
         "clean_acc": pct(correct),
-        "attacks": {name: {"robust_acc": pct(robust[name]), "attack": repr(attacks[name])} for name in names},
+        "attacks": {name: {"robust_acc": pct(robust[name]), "attack": repr(attacks[name]),
+                           "forward_passes": forward[name]} for name in names},
         "worst_case_acc": pct(worst),
         "broken_by": {name: int((broken_by == i).sum()) for i, name in enumerate(names)},
+        "broken_by_example": [label if c else "clean" for label, c in zip(labels, correct.tolist())],
+        "forward_passes": sum(forward.values()) + n,
         "mode": mode,
     }
     if mode == "ensemble":  # later attacks never saw what earlier ones broke: their own numbers are partial

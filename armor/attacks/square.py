@@ -1,0 +1,124 @@
+"""Square Attack (Andriushchenko et al. 2020): score-based random search, no gradients at all.
+
+Each query changes one random square window of the perturbation and keeps the change if the margin
+(true logit minus the best other logit) went down. The window's share of the image, ``p``, starts at
+``p_init`` and is halved on a fixed schedule over the query budget. Only examples the model still
+classifies correctly are queried, and an example stops as soon as it is fooled (margin < 0), so
+``queries`` bounds the forward passes per example. Because it never looks at a gradient, a model whose
+gradients are masked cannot hide from it: Square beating the gradient attacks is a masking symptom.
+
+L∞: the window is set to ±ε per channel (vertex of the ball). L2: the window gets a smooth bump that
+takes over the energy of itself and a second window, which is emptied, so the perturbation stays on
+the ε-sphere (before clipping to [0, 1]).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+from ..threat import ThreatModel
+from .base import ATTACKS, Attack, check_steps
+
+# (last iteration of the stage on a 10 000-query scale, divisor of p_init) — the paper's schedule
+_SCHEDULE = ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 64), (6000, 128), (8000, 256))
+
+
+def window_fraction(it: int, queries: int, p_init: float) -> float:
+    scaled = int(it / queries * 10000)
+    for last, divisor in _SCHEDULE:
+        if scaled <= last:
+            return p_init / divisor
+    return p_init / 512
+
+
+@ATTACKS.register("square")
+class Square(Attack):
+    """Random search with a budget of ``queries`` forward passes per example (default 5000)."""
+
+    name = "square"
+
+    def __init__(self, threat: ThreatModel, queries: int = 5000, p_init: float | None = None,
+                 targeted: bool = False, eot: int = 1, bpda=None):
+        super().__init__(threat, "margin", targeted, eot, bpda)
+        self.queries = check_steps(queries, "queries")
+        self.p_init = float(p_init) if p_init is not None else (0.8 if threat.norm == "linf" else 0.1)
+        if not 0 < self.p_init <= 1:
+            raise UserError(f"p_init must be in (0, 1], got {p_init!r}")
+
+    def __repr__(self) -> str:
+        return f"Square({self.threat}, queries={self.queries}, p_init={self.p_init})"
+
+    def margin(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """> 0 while the attack has not succeeded; the attack drives it below 0."""
+        logits = logits.float()
+        picked = logits.gather(1, y[:, None]).squeeze(1)
+        other = logits.scatter(1, y[:, None], float("-inf")).amax(dim=1)
+        return other - picked if self.targeted else picked - other
+
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or min(x.shape[2], x.shape[3]) < 2:
+            raise UserError(f"square needs image inputs shaped (N, C, H, W) with H, W ≥ 2, got {tuple(x.shape)}")
+        with torch.no_grad():
+            x_best = self._init(x)
+            margin = self.margin(model(x_best), y)
+            for it in range(1, self.queries):
+                todo = (margin > 0).nonzero().squeeze(1)
+                if todo.numel() == 0:
+                    break
+                p = window_fraction(it, self.queries, self.p_init)
+                candidate = self._propose(x[todo], x_best[todo], p)
+                new_margin = self.margin(model(candidate), y[todo])
+                better = new_margin < margin[todo]
+                keep = better.reshape(-1, 1, 1, 1)
+                x_best[todo] = torch.where(keep, candidate, x_best[todo])
+                margin[todo] = torch.where(better, new_margin, margin[todo])
+        return x_best
+
+    # -- the two geometries ---------------------------------------------------------------------
+    def _init(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        eps = self.threat.eps
+        if self.threat.norm == "linf":  # vertical stripes of ±ε, as in the paper
+            stripes = torch.randint(0, 2, (n, c, 1, w), device=x.device).to(x.dtype) * 2 - 1
+            return (x + eps * stripes).clamp(0, 1)
+        delta = torch.randn_like(x)
+        delta = delta * eps / delta.reshape(n, -1).norm(dim=1).clamp_min(1e-12).reshape(n, 1, 1, 1)
+        return (x + delta).clamp(0, 1)
+
+    def _propose(self, x: torch.Tensor, x_best: torch.Tensor, p: float) -> torch.Tensor:
+        n, c, h, w = x.shape
+        eps = self.threat.eps
+        side = int(round(math.sqrt(p * h * w)))
+        side = min(max(side, 1 if self.threat.norm == "linf" else 2), h - 1, w - 1)
+        rows, cols = torch.randint(0, h - side + 1, (2,)).tolist(), torch.randint(0, w - side + 1, (2,)).tolist()
+        window = (slice(None), slice(None), slice(rows[0], rows[0] + side), slice(cols[0], cols[0] + side))
+        delta = x_best - x
+        if self.threat.norm == "linf":
+            delta = delta.clone()
+            delta[window] = eps * (torch.randint(0, 2, (n, c, 1, 1), device=x.device).to(x.dtype) * 2 - 1)
+            return (x + delta).clamp(0, 1)
+        # L2: window 1 receives a bump carrying the energy of windows 1 and 2 plus any unused budget
+        union = torch.zeros((1, 1, h, w), dtype=torch.bool, device=x.device)
+        union[window] = True
+        union[:, :, rows[1]:rows[1] + side, cols[1]:cols[1] + side] = True
+        total = delta.reshape(n, -1).pow(2).sum(1)
+        inside = (delta * union).reshape(n, -1).pow(2).sum(1)
+        budget = (inside + (eps ** 2 - total).clamp_min(0)).sqrt().reshape(n, 1, 1, 1)
+        sign = torch.randint(0, 2, (n, c, 1, 1), device=x.device).to(x.dtype) * 2 - 1
+        content = delta[window] + sign * self._bump(side, x) * budget
+        content = content * budget / content.reshape(n, -1).norm(dim=1).clamp_min(1e-12).reshape(n, 1, 1, 1)
+        delta = delta.masked_fill(union, 0.0)
+        delta[window] = content
+        return (x + delta).clamp(0, 1)
+
+    @staticmethod
+    def _bump(side: int, like: torch.Tensor) -> torch.Tensor:
+        """A unit-norm smooth square bump; its two halves get opposite random signs 50 % of the time."""
+        grid = torch.arange(side, device=like.device, dtype=like.dtype) - (side - 1) / 2
+        bump = torch.exp(-(grid[:, None] ** 2 + grid[None, :] ** 2) / (2 * (side / 4) ** 2))
+        if torch.rand(()) < 0.5:
+            bump[: side // 2] *= -1
+        return bump / bump.norm()

@@ -1,0 +1,147 @@
+"""Gradient-masking sanity checks (Carlini et al. 2019, "On evaluating adversarial robustness").
+
+Each check runs small independent attacks on a subset and returns PASS, WARN (a symptom of gradient
+masking or randomness: the robust accuracy is probably overstated) or NOTE (a reporting rule, not a
+masking symptom). The thresholds were set on digits (ε = 0.2) where they separated four masked models
+from honest ones with wide margins:
+
+- PGD at a huge ε (1.0 for L∞) still leaves > 5 % accuracy (honest: 0 %, masked: 17–50 %);
+- the black-box Square attack beats the best white-box attack by > 2 points (honest: Square is weaker);
+- the input gradient is zero or NaN on > 10 % of inputs (honest: 0 %, masked: 87–100 %);
+- re-classifying the same adversarial points changes > 1 % of predictions (a randomised model);
+- 5 restarts lower accuracy by > 10 points compared with 1 (randomness the attack did not average out);
+- FGSM beats PGD, more steps raise accuracy, or random noise beats the attack (rarely fire; kept
+  because any of them firing means the attack is broken);
+- NOTE: CE-PGD more than 3 points above APGD-T means a PGD number must not be reported alone.
+
+The checks use the same adaptive options (``eot``, ``bpda``) as the evaluation, so an evaluation that
+has defeated the masking passes them.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Optional
+
+import torch
+from torch import nn
+
+from ..attacks import adaptive, create_attack
+from ..threat import ThreatModel
+from .robust import evaluate, predict
+
+PASS, WARN, NOTE = "PASS", "WARN", "NOTE"
+
+
+def _acc(model, x, y, attack, seed) -> float:
+    return evaluate(model, x, y, {"a": attack}, seed=seed)["attacks"]["a"]["robust_acc"]
+
+
+def _zero_or_nan_grad_fraction(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eot: int, bpda) -> float:
+    from ..losses import ce
+
+    training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad(), adaptive(model, eot, bpda) as attacked:
+            xg = x.detach().clone().requires_grad_(True)
+            (grad,) = torch.autograd.grad(ce(attacked(xg), y).sum(), xg)
+    finally:
+        model.train(training)
+    flat = grad.reshape(len(x), -1)
+    bad = ~torch.isfinite(flat).all(dim=1) | (flat.abs().amax(dim=1) == 0)
+    return bad.float().mean().item() * 100
+
+
+def _random_noise(threat: ThreatModel, x: torch.Tensor) -> torch.Tensor:
+    """A random point on the boundary of the ball (as large as the attack's perturbation can be)."""
+    if threat.norm == "linf":
+        return (x + threat.eps * (torch.randint(0, 2, x.shape, device=x.device).to(x.dtype) * 2 - 1)).clamp(0, 1)
+    d = torch.randn_like(x)
+    d = d / d.reshape(len(x), -1).norm(dim=1).reshape(-1, *[1] * (x.dim() - 1)) * threat.eps
+    return (x + d).clamp(0, 1)
+
+
+def run_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, n: Optional[int] = 200,
+               steps: int = 100, queries: int = 1000, n_target_classes: int = 9, eot: int = 1, bpda=None,
+               seed: int = 0) -> Dict[str, Any]:
+    """Run every check on the first ``n`` examples; returns {"checks": [...], "numbers": {...}}."""
+    if n is not None:
+        x, y = x[:n], y[:n]
+    opts = {"eot": eot, "bpda": bpda}
+    short = max(steps // 10, 1)
+    big_eps = 1.0 if threat.norm == "linf" else math.sqrt(x[0].numel())
+    pgd = create_attack("pgd", threat, steps=steps, **opts)
+    numbers: Dict[str, float] = {
+        "n": len(x),
+        "clean": evaluate(model, x, y, {})["clean_acc"],
+        "fgsm": _acc(model, x, y, create_attack("fgsm", threat, **opts), seed),
+        f"pgd-{short}": _acc(model, x, y, create_attack("pgd", threat, steps=short, **opts), seed),
+        f"pgd-{steps}": _acc(model, x, y, pgd, seed),
+        "apgd-t": _acc(model, x, y, create_attack("apgd_t", threat, steps=steps, n_target_classes=n_target_classes,
+                                                  **opts), seed) if _classes(model, x) >= 4 else math.nan,
+        f"square-{queries}": _acc(model, x, y, create_attack("square", threat, queries=queries, **opts), seed)
+        if x.dim() == 4 else math.nan,
+        f"pgd-{steps}@eps={big_eps:.3g}": _acc(model, x, y, create_attack("pgd", threat.scaled(big_eps),
+                                                                          steps=steps, **opts), seed),
+        f"pgd-{short}x5": _acc(model, x, y, create_attack("pgd", threat, steps=short, restarts=5, **opts), seed),
+        "zero_or_nan_grad_pct": _zero_or_nan_grad_fraction(model, x, y, eot, bpda),
+    }
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        numbers["noise"] = (predict(model, _random_noise(threat, x)) == y).float().mean().item() * 100
+        correct = (predict(model, x) == y).nonzero().squeeze(1)
+        x_adv = pgd(model, x[correct], y[correct]) if correct.numel() else x[:0]
+        first, second = predict(model, x_adv), predict(model, x_adv)
+    numbers["reeval_flip_pct"] = (first != second).float().mean().item() * 100 if len(x_adv) else 0.0
+
+    white = min(v for v in (numbers[f"pgd-{steps}"], numbers["apgd-t"]) if not math.isnan(v))
+    checks: List[Dict[str, Any]] = []
+
+    def add(name: str, bad: bool, value: float, message: str, status_if_bad: str = WARN) -> None:
+        checks.append({"name": name, "status": status_if_bad if bad else PASS, "value": value, "message": message})
+
+    add("iterative_beats_single_step", numbers["fgsm"] < numbers[f"pgd-{steps}"] - 2,
+        numbers["fgsm"] - numbers[f"pgd-{steps}"], f"FGSM {numbers['fgsm']:.1f} % vs PGD-{steps} "
+        f"{numbers[f'pgd-{steps}']:.1f} % (WARN if FGSM is > 2 points stronger)")
+    add("more_steps_do_not_raise_accuracy", numbers[f"pgd-{steps}"] > numbers[f"pgd-{short}"] + 2,
+        numbers[f"pgd-{steps}"] - numbers[f"pgd-{short}"], f"PGD-{steps} {numbers[f'pgd-{steps}']:.1f} % vs "
+        f"PGD-{short} {numbers[f'pgd-{short}']:.1f} % (WARN if more steps give > 2 points more)")
+    big = numbers[f"pgd-{steps}@eps={big_eps:.3g}"]
+    add("large_eps_reaches_zero", big > 5, big, f"PGD-{steps} at ε = {big_eps:.3g}: {big:.1f} % (WARN above 5 %)")
+    square = numbers[f"square-{queries}"]
+    if not math.isnan(square):
+        add("blackbox_not_stronger", square < white - 2, white - square,
+            f"Square ({queries} queries) {square:.1f} % vs best white-box {white:.1f} % "
+            f"(WARN if Square is > 2 points stronger)")
+    add("noise_weaker_than_attack", numbers["noise"] < white - 1, numbers["noise"],
+        f"random ±ε noise {numbers['noise']:.1f} % vs attack {white:.1f} % (WARN if noise is stronger)")
+    add("gradients_nonzero", numbers["zero_or_nan_grad_pct"] > 10, numbers["zero_or_nan_grad_pct"],
+        f"zero or NaN input gradient on {numbers['zero_or_nan_grad_pct']:.1f} % of inputs (WARN above 10 %)")
+    add("deterministic_predictions", numbers["reeval_flip_pct"] > 1, numbers["reeval_flip_pct"],
+        f"re-classifying the same adversarial points changed {numbers['reeval_flip_pct']:.1f} % of predictions "
+        f"(WARN above 1 %: a randomised model — attack it with eot)")
+    drop = numbers[f"pgd-{short}"] - numbers[f"pgd-{short}x5"]  # same seed: the first restart is shared
+    add("restarts_do_not_drop_much", drop > 10, drop, f"5 restarts lower PGD-{short} accuracy by {drop:.1f} "
+        f"points (WARN above 10)")
+    if not math.isnan(numbers["apgd-t"]):
+        gap = numbers[f"pgd-{steps}"] - numbers["apgd-t"]
+        add("pgd_not_reported_alone", gap > 3, gap, f"CE-PGD-{steps} {numbers[f'pgd-{steps}']:.1f} % vs APGD-T "
+            f"{numbers['apgd-t']:.1f} % (NOTE if PGD is > 3 points higher: never report PGD alone)", NOTE)
+    return {"checks": checks, "numbers": numbers, "warnings": sum(c["status"] == WARN for c in checks)}
+
+
+@torch.no_grad()
+def _classes(model: nn.Module, x: torch.Tensor) -> int:
+    training = model.training
+    model.eval()
+    try:
+        return int(model(x[:1]).shape[1])
+    finally:
+        model.train(training)
+
+
+def format_checks(report: Dict[str, Any]) -> str:
+    """The short PASS/WARN list printed after ``armor eval``."""
+    lines = [f"sanity checks on {report['numbers']['n']} examples:"]
+    lines += [f"  {c['status']:<4}  {c['name']}: {c['message']}" for c in report["checks"]]
+    return "\n".join(lines)

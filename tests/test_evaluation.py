@@ -1,0 +1,271 @@
+"""Evaluation people can trust (issue 4): APGD, Square, the worst-case suite, masking checks, adaptive
+attacks, resumable runs, ε sweeps, corruptions. Small subsets of the digits test set keep it fast."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from armor import ThreatModel, UserError, create_attack
+from armor.eval import accuracy, evaluate
+from armor.eval.checks import WARN, format_checks, run_checks
+from armor.eval.corruptions import CORRUPTIONS, corrupt, evaluate_corruptions
+from armor.eval.suites import suite_attacks
+from armor.eval.sweep import eps_sweep, write_sweep
+
+from masked_models import masked
+
+CHECKS = dict(n=60, steps=20, queries=300, n_target_classes=3)  # small but enough to separate masked from honest
+
+
+def subset(digits, n, start=0):
+    return digits.x_test[start:start + n], digits.y_test[start:start + n]
+
+
+def worst(model, x, y, attacks):
+    return evaluate(model, x, y, attacks, mode="ensemble", seed=0)["worst_case_acc"]
+
+
+@pytest.fixture(scope="module")
+def models(standard_run, robust_run):
+    std, rob = standard_run["model"], robust_run["model"]
+    return {"standard": std, "pgd_at": rob, **{k: masked(k, std, rob) for k in ("quantize", "scale", "clip", "noise")}}
+
+
+# -- the masking checks --------------------------------------------------------------------------
+EXPECTED_FLAGS = {"quantize": "gradients_nonzero", "scale": "gradients_nonzero", "clip": "blackbox_not_stronger",
+                  "noise": "deterministic_predictions"}
+
+
+@pytest.mark.parametrize("kind", ["standard", "pgd_at", "quantize", "scale", "clip", "noise"])
+def test_checks_flag_each_masked_model_and_pass_honest_ones(kind, models, digits, threat):
+    x, y = subset(digits, 200)
+    report = run_checks(models[kind], x, y, threat, **CHECKS)
+    warned = {c["name"] for c in report["checks"] if c["status"] == WARN}
+    if kind in ("standard", "pgd_at"):
+        assert not warned, format_checks(report)
+    else:
+        assert EXPECTED_FLAGS[kind] in warned, format_checks(report)
+    assert "PASS" in format_checks(report) or warned
+
+
+def test_standard_suite_sees_through_scaled_logits(models, digits, threat):
+    x, y = subset(digits, 60)
+    model = models["scale"]
+    pgd = evaluate(model, x, y, {"pgd": create_attack("pgd", threat, steps=20)}, seed=0)["attacks"]["pgd"]
+    suite = suite_attacks("standard", threat, steps=20, queries=300, n_target_classes=3)
+    assert pgd["robust_acc"] > 80           # CE gradients underflow: PGD sees a "robust" model
+    assert worst(model, x, y, suite) <= 5   # APGD-T's scale-invariant DLR loss (and Square) do not
+
+
+# -- adaptive attacks --------------------------------------------------------------------------
+def test_bpda_defeats_input_quantisation(models, digits, threat):
+    x, y = subset(digits, 60)
+    model = models["quantize"]
+    white = lambda **kw: {"apgd-ce": create_attack("apgd", threat, steps=30, **kw),  # noqa: E731
+                          "apgd-t": create_attack("apgd_t", threat, steps=30, n_target_classes=3, **kw)}
+    plain, adaptive = worst(model, x, y, white()), worst(model, x, y, white(bpda=True))
+    # the true figure: everything together, including a gradient-free attack with a large budget
+    truth = worst(model, x, y, {**white(bpda=True), "square": create_attack("square", threat, queries=2000)})
+    assert plain > truth + 30
+    assert adaptive <= truth + 5
+
+
+def test_bpda_defeats_clipped_softmax(models, digits, threat):
+    x, y = subset(digits, 60)
+    attack = {"apgd": create_attack("apgd", threat, steps=30, bpda=True)}
+    truth = worst(models["standard"], x, y, {"apgd": create_attack("apgd", threat, steps=30)})  # same argmax
+    assert worst(models["clip"], x, y, {"apgd": create_attack("apgd", threat, steps=30)}) > truth + 20
+    assert worst(models["clip"], x, y, attack) <= truth + 5
+
+
+def test_eot_defeats_random_noise(models, digits, threat):
+    x, y = subset(digits, 60)
+    model = models["noise"]
+
+    def expected_acc(attack):
+        """The honest number for a randomised model: mean accuracy over 20 draws at the attack's points."""
+        torch.manual_seed(0)
+        x_adv = attack(model, x, y)
+        return sum(accuracy(model, x_adv, y) for _ in range(20)) / 20
+
+    strong = expected_acc(create_attack("apgd", threat, steps=50, eot=20))
+    eot = expected_acc(create_attack("apgd", threat, steps=20, eot=8))
+    plain = expected_acc(create_attack("apgd", threat, steps=20))
+    assert abs(eot - strong) <= 5
+    assert plain > strong + 5
+
+
+def test_adaptive_options_validate(models, threat, digits):
+    x, y = subset(digits, 4)
+    with pytest.raises(UserError, match="eot must be an integer ≥ 1"):
+        create_attack("pgd", threat, eot=0)
+    with pytest.raises(UserError, match="bpda layer 'nope' is not in the model"):
+        create_attack("pgd", threat, steps=1, bpda=["nope"])(models["quantize"], x, y)
+    with pytest.raises(UserError, match="no layer of the model sets non_differentiable"):
+        create_attack("pgd", threat, steps=1, bpda=True)(models["standard"], x, y)
+
+
+# -- the suite against PGD-100 --------------------------------------------------------------------
+def test_standard_suite_is_stronger_than_pgd100_on_the_pgd_at_model(models, digits, threat):
+    x, y = subset(digits, 120)
+    model = models["pgd_at"]
+    pgd100 = evaluate(model, x, y, {"pgd": create_attack("pgd", threat, steps=100)}, seed=0)["worst_case_acc"]
+    standard = worst(model, x, y, suite_attacks("standard", threat, queries=1000, n_target_classes=3))
+    assert standard <= pgd100
+    assert standard <= pgd100 - 3  # ≥ 4 of 120 images that PGD-100 calls robust are not
+
+
+# -- channels_last, autocast, L2 --------------------------------------------------------------------
+def test_suite_runs_on_channels_last_models_under_bf16_autocast(robust_run, digits, threat):
+    x, y = subset(digits, 48)
+    model = robust_run["model"].to(memory_format=torch.channels_last)
+    try:
+        xc = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            res = evaluate(model, xc, y, suite_attacks("standard", threat, steps=10, queries=100, n_target_classes=3),
+                           mode="ensemble", seed=0)
+        assert res["worst_case_acc"] < res["clean_acc"] - 10
+    finally:
+        robust_run["model"].to(memory_format=torch.contiguous_format)
+
+
+@pytest.mark.parametrize("name", ["apgd", "apgd_t", "square"])
+def test_l2_attacks_break_the_standard_model(name, standard_run, digits):
+    x, y = subset(digits, 60)
+    threat = ThreatModel("l2", 1.5)
+    res = evaluate(standard_run["model"], x, y, {name: create_attack(name, threat, steps=20, queries=300,
+                                                                     n_target_classes=3)}, seed=0)
+    assert res["attacks"][name]["robust_acc"] <= 10
+
+
+def test_apgd_t_needs_four_classes(threat):
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
+    with pytest.raises(UserError, match="apgd_t needs at least 4 classes"):
+        create_attack("apgd_t", threat, steps=2)(model, torch.rand(2, 1, 8, 8), torch.tensor([0, 1]))
+
+
+# -- bookkeeping: who broke what, forward passes, resume ----------------------------------------------
+def test_ensemble_records_the_breaking_attack_and_forward_passes(robust_run, digits, threat):
+    x, y = subset(digits, 50)
+    res = evaluate(robust_run["model"], x, y, {"fgsm": create_attack("fgsm", threat),
+                                               "pgd": create_attack("pgd", threat, steps=10)}, mode="ensemble")
+    labels = res["broken_by_example"]
+    assert len(labels) == 50 and set(labels) <= {"clean", "fgsm", "pgd", None}
+    assert labels.count("fgsm") == res["broken_by"]["fgsm"] and labels.count("pgd") == res["broken_by"]["pgd"]
+    assert labels.count(None) == round(res["worst_case_acc"] / 2)
+    correct = labels.count(None) + labels.count("fgsm") + labels.count("pgd")
+    # FGSM: one gradient pass per correct example; PGD: 10 + 1 on the ones FGSM left standing
+    assert res["attacks"]["fgsm"]["forward_passes"] == correct
+    assert res["attacks"]["pgd"]["forward_passes"] == 11 * (correct - labels.count("fgsm"))
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_interrupted_evaluation_resumes_with_identical_numbers(robust_run, digits, threat, tmp_path):
+    x, y = subset(digits, 80)
+    model = robust_run["model"]
+    attacks = {"pgd": create_attack("pgd", threat, steps=5)}
+    full = evaluate(model, x, y, attacks, batch_size=20, mode="ensemble", seed=3)
+    state = tmp_path / "eval.json.state.json"
+    calls = []
+
+    class Flaky(type(attacks["pgd"])):
+        def perturb(self, *a):
+            calls.append(1)
+            if len(calls) == 3:
+                raise _Interrupt
+            return super().perturb(*a)
+
+    flaky = Flaky(threat, steps=5)
+    with pytest.raises(_Interrupt):
+        evaluate(model, x, y, {"pgd": flaky}, batch_size=20, mode="ensemble", seed=3, state_path=state)
+    assert json.loads(state.read_text())["batches_done"] == 2
+    resumed = evaluate(model, x, y, {"pgd": flaky}, batch_size=20, mode="ensemble", seed=3, state_path=state)
+    assert len(calls) == 3 + 2  # only the two unfinished batches ran again
+    assert resumed["worst_case_acc"] == full["worst_case_acc"]
+    assert resumed["broken_by_example"] == full["broken_by_example"] and not state.exists()
+
+
+# -- ε sweep and corruptions -------------------------------------------------------------------------
+def test_eps_sweep_writes_json_csv_and_plot(robust_run, digits, threat, tmp_path):
+    x, y = subset(digits, 60)
+    sweep = eps_sweep(robust_run["model"], x, y, threat, [0.05, 0.2, 0.5],
+                      lambda t: {"pgd": create_attack("pgd", t, steps=10)})
+    accs = [r["worst_case_acc"] for r in sweep["rows"]]
+    assert accs[0] > accs[1] > accs[2] and accs[2] <= 5
+    paths = write_sweep(sweep, tmp_path / "sweep")
+    assert json.loads((tmp_path / "sweep.json").read_text())["rows"][1]["eps"] == pytest.approx(0.2)
+    assert (tmp_path / "sweep.csv").read_text().splitlines()[0] == "norm,eps,clean_acc,worst_case_acc"
+    pytest.importorskip("matplotlib")
+    assert str(tmp_path / "sweep.png") in paths and (tmp_path / "sweep.png").stat().st_size > 1000
+
+
+def test_corruptions_are_deterministic_in_range_and_get_worse_with_severity(standard_run, digits):
+    x, y = subset(digits, 200)
+    for name in CORRUPTIONS:
+        out = corrupt(x, name, 3)
+        assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+        assert torch.equal(out, corrupt(x, name, 3)) and not torch.equal(out, x)
+    res = evaluate_corruptions(standard_run["model"], x, y)
+    noise = res["corruptions"]["gaussian_noise"]["severity"]
+    assert set(res["corruptions"]) == set(CORRUPTIONS) and noise["5"] <= noise["1"]
+    assert res["mean_corrupted_acc"] <= res["clean_acc"]
+    with pytest.raises(UserError, match="unknown corruption 'fog'"):
+        corrupt(x, "fog", 1)
+
+
+# -- the command line ------------------------------------------------------------------------------
+def test_armor_eval_writes_a_robustbench_style_record(robust_run, tmp_path, capsys):
+    from armor.cli import main
+
+    ckpt = str(robust_run["out"] / "best.pt")
+    out = tmp_path / "quick.json"
+    code = main(["eval", "--checkpoint", ckpt, "--suite", "quick", "--n", "40", "--check-n", "30", "--sweep", "0.1",
+                 "0.3", "--corruptions", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0 and "sanity checks on 30 examples" in printed and "corruptions" in printed
+    record = json.loads(out.read_text())
+    for key in ("dataset", "threat_model", "eps", "clean_acc", "robust_acc", "worst_case_acc", "architecture",
+                "number_forward_passes", "seed", "armor_version", "checks", "sweep", "corruptions"):
+        assert key in record, key
+    assert record["threat_model"] == "Linf" and record["eps"] == pytest.approx(0.2)
+    assert "autoattack_acc" not in record  # only the standard suite earns that name
+    assert (tmp_path / "quick_sweep.csv").is_file()
+    out2 = tmp_path / "standard.json"
+    code = main(["eval", "--checkpoint", ckpt, "--suite", "standard", "--steps", "10", "--queries", "100", "--n", "30",
+                 "--no-checks", "--out", str(out2)])
+    record = json.loads(out2.read_text())
+    assert code == 0 and record["autoattack_acc"] == record["worst_case_acc"] and "checks" not in record
+    assert set(record["robust_acc"]) == {"apgd-ce", "apgd-t", "square"}
+    assert record["robust_acc"]["square"] == pytest.approx(record["worst_case_acc"])
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--suite", "huge"], "unknown suite 'huge'"),
+    (["--eot", "0"], "eot must be an integer ≥ 1"),
+    (["--loss", "hinge"], "unknown loss 'hinge'"),
+    (["--bpda", "nope"], "bpda layer 'nope' is not in the model"),
+])
+def test_armor_eval_mistakes_exit_2(argv, needle, robust_run, capsys, tmp_path):
+    from armor.cli import main
+
+    code = main(["eval", "--checkpoint", str(robust_run["out"] / "best.pt"), "--out", str(tmp_path / "e.json")]
+                + argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and needle in err[0] and not (tmp_path / "e.json").exists()
+
+
+# -- an independent implementation ----------------------------------------------------------------------
+def test_apgd_and_suite_agree_with_torchattacks(robust_run, digits, threat):
+    torchattacks = pytest.importorskip("torchattacks")
+    x, y = subset(digits, 100)
+    model = robust_run["model"]
+    ours = evaluate(model, x, y, {"apgd": create_attack("apgd", threat, steps=50)}, seed=0)["worst_case_acc"]
+    torch.manual_seed(0)
+    theirs = accuracy(model, torchattacks.APGD(model, eps=threat.eps, steps=50, n_restarts=1, loss="ce", seed=0)(x, y),
+                      y)
+    assert abs(ours - theirs) <= 2
