@@ -38,7 +38,7 @@ class ClippedLogSoftmax(nn.Module):
 
     non_differentiable = True
 
-    def __init__(self, floor: float = 1e-4):
+    def __init__(self, floor: float = 0.05):
         super().__init__()
         self.floor = floor
 
@@ -62,7 +62,7 @@ def masked(kind: str, standard: nn.Module, robust: nn.Module) -> nn.Module:
     model = {
         "quantize": lambda: nn.Sequential(Quantize(4), robust),
         "scale": lambda: nn.Sequential(standard, ScaleLogits(1000.0)),
-        "clip": lambda: nn.Sequential(standard, ClippedLogSoftmax(1e-4)),
+        "clip": lambda: nn.Sequential(standard, ClippedLogSoftmax(0.05)),
         "noise": lambda: nn.Sequential(GaussianNoise(0.2), robust),
     }[kind]()
     return model.eval()

@@ -122,10 +122,10 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Mappin
                         continue
                     counter[0] = 0
                     x_adv = attack(model, xb[todo], yb[todo])
+                    forward[name] += counter[0]  # the attack's own passes, not the verification below
                     _check_budget(attack, x_adv, xb[todo])
                     with torch.no_grad():
                         held = model(x_adv).argmax(1) == yb[todo]
-                    forward[name] += counter[0]
                     held_full = torch.zeros_like(ok)
                     held_full[todo] = held
                     robust[name][sl] = held_full
