@@ -22,7 +22,7 @@ from torch import nn
 from ..errors import UserError
 from ..losses import dlr_targeted
 from ..threat import ThreatModel
-from .base import ATTACKS, Attack, check_steps
+from .base import _FP16_LOSS_SCALE, ATTACKS, Attack, _fp16_autocast, check_steps
 
 MOMENTUM = 0.75
 
@@ -68,7 +68,11 @@ class APGD(Attack):
             point = point.detach().requires_grad_(True)
             logits = model(point)
             loss = objective(logits)
-            (grad,) = torch.autograd.grad(loss.sum(), point)
+            # fp16 autocast: scale the loss so small input gradients do not underflow (see base.input_grad)
+            scale = _FP16_LOSS_SCALE if _fp16_autocast(point.device) else 1.0
+            (grad,) = torch.autograd.grad(loss.sum() * scale, point)
+            if scale != 1.0:
+                grad = torch.nan_to_num(grad / scale, nan=0.0)
             return grad.detach(), logits.detach(), loss.detach()
 
         x_adv = threat.random_init(x)
