@@ -91,9 +91,9 @@ def test_eot_defeats_random_noise(models, digits, threat):
         x_adv = attack(model, x, y)
         return sum(accuracy(model, x_adv, y) for _ in range(20)) / 20
 
-    strong = expected_acc(create_attack("apgd", threat, steps=30, eot=10))
-    eot = expected_acc(create_attack("apgd", threat, steps=20, eot=4))
-    plain = expected_acc(create_attack("apgd", threat, steps=20))
+    strong = expected_acc(create_attack("apgd", threat, steps=30, eot=16))
+    eot = expected_acc(create_attack("apgd", threat, steps=30, eot=8))
+    plain = expected_acc(create_attack("apgd", threat, steps=30))
     assert abs(eot - strong) <= 5
     assert plain > strong + 5
 
