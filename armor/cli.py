@@ -168,6 +168,25 @@ def _build_parser() -> _Parser:
     p.add_argument("--no-plot", dest="plot", action="store_false", help="skip pareto.png")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
 
+    p = sub.add_parser("report", help="one self-contained HTML report (or a Markdown table) from run folders",
+                       description="Render the runs' JSON (config, learning curves, accuracy per attack and "
+                                   "worst case, ε sweeps, corruptions, sanity checks, trade-off, example images, "
+                                   "saliency) into one HTML file with embedded images. Rendering never runs a model; "
+                                   "--compute-figures first runs each run's best.pt once to store the example "
+                                   "images and input gradients (figures.npz) beside its JSON.")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (armor train --out ...)")
+    p.add_argument("-o", "--out", default=None, help="HTML file to write (default report.html; with --markdown "
+                                                      "only when given)")
+    p.add_argument("--markdown", action="store_true", help="print a README-ready Markdown accuracy table")
+    p.add_argument("--title", default=None, help="page title")
+    p.add_argument("--compute-figures", dest="compute_figures", action="store_true",
+                   help="first compute example images and saliency from each run's best.pt (once; stored as "
+                        "figures.npz/figures.json in the run folder)")
+    p.add_argument("--figures-n", dest="figures_n", default="8", help="test images in the figures (default 8)")
+    p.add_argument("--figures-steps", dest="figures_steps", default="20",
+                   help="PGD steps of the adversarial examples (default 20)")
+    p.add_argument("--device", default="auto", help="device for --compute-figures: auto, cpu, cuda, mps")
+
     sub.add_parser("list", help="list the registered models, attacks and methods")
     return parser
 
@@ -317,6 +336,30 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .reports.html import load_runs, markdown_table, render_html
+
+    for run in args.runs:  # every mistake before anything is computed or written
+        if not Path(run).is_dir():
+            raise UserError(f"run folder {run!r} does not exist or is not a folder")
+    out = args.out if args.out is not None else (None if args.markdown else "report.html")
+    if out is not None and not Path(out).resolve().parent.is_dir():
+        raise UserError(f"cannot write report {out!r}: its folder does not exist")
+    if args.compute_figures:
+        from .eval.figures import compute_figures
+
+        n, steps = _int(args.figures_n, "figures_n"), _int(args.figures_steps, "figures_steps")
+        for run in args.runs:
+            compute_figures(run, n=n, steps=steps, device=args.device)
+    runs = load_runs(args.runs)
+    if args.markdown:
+        print(markdown_table(runs))
+    if out is not None:
+        path = render_html(runs, out, title=args.title)
+        print(f"report: {path}", file=sys.stderr if args.markdown else sys.stdout)
+    return 0
+
+
 def cmd_list(_: argparse.Namespace) -> int:
     from . import ATTACKS, METHODS, MODELS
 
@@ -336,7 +379,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if getattr(args, "quiet", False):
             logging.getLogger("armor").setLevel(logging.WARNING)
         commands = {"train": cmd_train, "sweep": cmd_sweep, "eval": cmd_eval, "demo": cmd_demo, "bench": cmd_bench,
-                    "list": cmd_list}
+                    "report": cmd_report, "list": cmd_list}
         return commands[args.command](args)
     except UserError as exc:
         print(f"armor: error: {exc}", file=sys.stderr)

@@ -1,0 +1,494 @@
+"""One self-contained HTML report (and a Markdown table) from run folders' JSON — a pure renderer.
+
+A run folder may hold ``config.yaml``, ``metrics.jsonl``, ``results.json`` (written by ``armor train``),
+any number of evaluation records (``armor eval`` JSON: ``result`` plus optional ``checks``, ``sweep``,
+``corruptions``), ``*_sweep.json`` files and ``figures.json``/``figures.npz`` (images and input gradients
+computed once by ``armor report --compute-figures``). The report renders whichever of these exist and says
+"not measured" for the rest. Nothing here runs a model: re-rendering is cheap and changes no number.
+Images are embedded as base64 PNG; the page has inline CSS, no script and no external URL.
+"""
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import UserError
+from . import plots
+from .table import format_table
+
+log = logging.getLogger("armor")
+
+FIGURES_JSON, FIGURES_NPZ = "figures.json", "figures.npz"
+_NOT_EVAL = {"results.json", FIGURES_JSON}
+
+
+# -- loading ---------------------------------------------------------------------------------------------------------
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"cannot read {str(path)!r}: {str(exc).splitlines()[0][:120]}") from None
+
+
+def _read_jsonl(path: Path) -> List[Dict[str, Any]]:
+    records = []
+    for i, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except ValueError:  # a run killed mid-write leaves a torn last line; the rest is still good
+            log.warning("%s line %d is not JSON; skipped", path, i)
+    return records
+
+
+def load_run(run_dir: str | Path, label: Optional[str] = None) -> Dict[str, Any]:
+    """Everything a report can show about one run folder, read from its files (nothing is computed)."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise UserError(f"run folder {str(run)!r} does not exist or is not a folder")
+    data: Dict[str, Any] = {"path": str(run), "label": label or run.resolve().name, "config": None, "metrics": [],
+                            "results": None, "evals": [], "sweeps": [], "figures": None}
+    if (run / "config.yaml").is_file():
+        import yaml
+
+        try:
+            data["config"] = yaml.safe_load((run / "config.yaml").read_text())
+        except yaml.YAMLError as exc:
+            raise UserError(f"cannot read {str(run / 'config.yaml')!r}: {str(exc).splitlines()[0]}") from None
+    if (run / "metrics.jsonl").is_file():
+        data["metrics"] = _read_jsonl(run / "metrics.jsonl")
+    if (run / "results.json").is_file():
+        data["results"] = _read_json(run / "results.json")
+    embedded_sweeps = set()
+    for path in sorted(run.glob("*.json")):
+        if path.name in _NOT_EVAL or path.name.endswith(".state.json"):
+            continue
+        record = _read_json(path)
+        if not isinstance(record, dict):
+            continue
+        if isinstance(record.get("result"), dict) and "clean_acc" in record["result"]:
+            data["evals"].append((path.name, record))
+            if isinstance(record.get("sweep"), dict):
+                data["sweeps"].append((path.name, record["sweep"]))
+                embedded_sweeps.add(path.stem + "_sweep.json")
+        elif isinstance(record.get("rows"), list) and "norm" in record:
+            data["sweeps"].append((path.name, record))
+    # an eval writes its sweep both inside its record and as <stem>_sweep.json: show it once
+    data["sweeps"] = [(name, s) for name, s in data["sweeps"] if name not in embedded_sweeps]
+    if (run / FIGURES_JSON).is_file() and (run / FIGURES_NPZ).is_file():
+        meta = _read_json(run / FIGURES_JSON)
+        try:
+            with np.load(run / FIGURES_NPZ, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot read {str(run / FIGURES_NPZ)!r}: {exc}") from None
+        data["figures"] = {"meta": meta, **arrays}
+    if data["config"] is None and not data["metrics"] and data["results"] is None and not data["evals"]:
+        raise UserError(f"run folder {str(run)!r} holds no config.yaml, metrics.jsonl, results.json or eval JSON")
+    return data
+
+
+def load_runs(run_dirs: Sequence[str | Path]) -> List[Dict[str, Any]]:
+    """Load every run; labels are folder names, made unique with their parent folder when two clash."""
+    if not run_dirs:
+        raise UserError("give at least one run folder")
+    names = [Path(d).resolve().name for d in run_dirs]
+    labels = [f"{Path(d).resolve().parent.name}/{n}" if names.count(n) > 1 else n for d, n in zip(run_dirs, names)]
+    return [load_run(d, label) for d, label in zip(run_dirs, labels)]
+
+
+# -- numbers ---------------------------------------------------------------------------------------------------------
+def _threat_str(threat: Optional[Dict[str, Any]]) -> str:
+    if not threat:
+        return ""
+    norm = "L∞" if threat.get("norm") == "linf" else "L2" if threat.get("norm") == "l2" else str(threat.get("norm"))
+    eps = threat.get("eps")
+    return f"{norm} ε={eps:.4g}" if isinstance(eps, (int, float)) else norm
+
+
+def sources(run: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """Every accuracy measurement of a run: the training's test evaluation, its EMA/SWA candidates, each eval file."""
+    out = []
+    res = run["results"]
+    if res and isinstance(res.get("test"), dict):
+        out.append({"name": f"train test (best epoch {res.get('best_epoch')})", "result": res["test"],
+                    "threat": res.get("threat"), "cumulative": {}})
+        for key, cand in (res.get("candidates") or {}).items():
+            if key != "best" and isinstance(cand.get("test"), dict):
+                out.append({"name": f"{key} (epoch {cand.get('epoch')})", "result": cand["test"],
+                            "threat": res.get("threat"), "cumulative": {}})
+    for name, record in run["evals"]:
+        suite = f", suite {record['suite']}" if record.get("suite") else ""
+        cumulative = record.get("robust_acc") if record.get("robust_acc_kind") == "cumulative" else {}
+        out.append({"name": f"{name}{suite}", "result": record["result"], "threat": record.get("threat"),
+                    "cumulative": cumulative or {}})
+    return out
+
+
+def _attack_value(src: Dict[str, Any], attack: str) -> Tuple[Optional[float], bool]:
+    """(accuracy, is_cumulative): a suite's per-attack numbers are 'after this attack and all before it'."""
+    a = src["result"].get("attacks", {}).get(attack)
+    if a is None:
+        return None, False
+    if a.get("robust_acc") is not None:
+        return a["robust_acc"], False
+    if attack in src["cumulative"]:
+        return src["cumulative"][attack], True
+    return a.get("robust_acc_partial"), True
+
+
+def accuracy_table(runs: Sequence[Dict[str, Any]]) -> Tuple[List[str], List[List[str]], bool]:
+    """Header and rows of clean / per-attack / worst-case accuracy (%), one row per run and measurement."""
+    attacks: List[str] = []
+    for run in runs:
+        for src in sources(run):
+            for name in src["result"].get("attacks", {}):
+                if name not in attacks:
+                    attacks.append(name)
+    header = ["run", "evaluation", "threat", "n", "clean"] + attacks + ["worst case"]
+    rows, any_cumulative = [], False
+    for run in runs:
+        for src in sources(run):
+            res = src["result"]
+            row = [run["label"], src["name"], _threat_str(src["threat"]), str(res.get("n", "")), _pct(res["clean_acc"])]
+            for name in attacks:
+                value, cumulative = _attack_value(src, name)
+                any_cumulative |= cumulative and value is not None
+                row.append("—" if value is None else _pct(value) + ("†" if cumulative else ""))
+            row.append(_pct(res.get("worst_case_acc")))
+            rows.append(row)
+    return header, rows, any_cumulative
+
+
+def _pct(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:.1f}"
+
+
+def headline(run: Dict[str, Any]) -> Optional[Tuple[float, float]]:
+    """(clean, worst case) of the run's strongest measurement at its training ε (lowest worst case)."""
+    best = None
+    eps = (run["results"] or {}).get("threat", {}).get("eps") if run["results"] else None
+    for src in sources(run):
+        worst = src["result"].get("worst_case_acc")
+        same_eps = eps is None or not src["threat"] or abs(src["threat"].get("eps", eps) - eps) < 1e-9
+        if worst is None or not same_eps:
+            continue
+        if best is None or worst < best[1]:
+            best = (src["result"]["clean_acc"], worst)
+    return best
+
+
+def markdown_table(runs: Sequence[Dict[str, Any]]) -> str:
+    """A README-ready Markdown table of clean / per-attack / worst-case accuracy."""
+    header, rows, cumulative = accuracy_table(runs)
+    if not rows:
+        return "(no accuracy measured in these runs)"
+    text = format_table(header, rows, markdown=True)
+    note = "\n\nAccuracy in %; worst case = robust to every attack in the row."
+    if cumulative:
+        note += " † = after this attack and all before it in the suite."
+    return text + note
+
+
+# -- HTML pieces -----------------------------------------------------------------------------------------------------
+def esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _table(header: Sequence[Any], rows: Sequence[Sequence[Any]], classes: Optional[Sequence[str]] = None,
+           cell_class=None) -> str:
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = []
+    for i, row in enumerate(rows):
+        cls = f' class="{esc(classes[i])}"' if classes and classes[i] else ""
+        cells = []
+        for j, cell in enumerate(row):
+            extra = cell_class(i, j, cell) if cell_class else ""
+            cells.append(f'<td class="{esc(extra)}">{esc(cell)}</td>' if extra else f"<td>{esc(cell)}</td>")
+        body.append(f"<tr{cls}>{''.join(cells)}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _img(path: Optional[Path], alt: str) -> str:
+    if path is None:
+        return ""
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{esc(alt)}">'
+
+
+def _na(what: str, how: str) -> str:
+    return f'<p class="na">Not measured: {esc(what)}. {esc(how)}</p>'
+
+
+class _Pngs:
+    """Where plots go: per-run plots into the run folder (beside its JSON), cross-run plots beside the report;
+    a read-only run folder falls back to the report's folder."""
+
+    def __init__(self, out: Path):
+        self.out_dir, self.stem = out.parent, out.stem
+
+    def run_path(self, run: Dict[str, Any], name: str) -> Path:
+        folder = Path(run["path"])
+        probe = folder / f".{name}.probe"
+        try:
+            probe.write_bytes(b"")
+            probe.unlink()
+            return folder / name
+        except OSError:
+            safe = "".join(c if c.isalnum() else "_" for c in run["label"])
+            return self.out_dir / f"{self.stem}_{safe}_{name}"
+
+    def shared_path(self, name: str) -> Path:
+        return self.out_dir / f"{self.stem}_{name}"
+
+
+def _section(anchor: str, title: str, body: str) -> str:
+    return f'<section id="{esc(anchor)}"><h2>{esc(title)}</h2>{body}</section>'
+
+
+def _config_section(runs: Sequence[Dict[str, Any]]) -> str:
+    configs = [r["config"] for r in runs]
+    if not any(configs):
+        return _na("no config.yaml in these folders", "Runs made by `armor train` write one.")
+    keys: List[str] = []
+    for c in configs:
+        for k in (c or {}):
+            if k not in keys:
+                keys.append(k)
+    show = lambda c, k: "—" if not c or k not in c else json.dumps(c[k]) if isinstance(c[k], (list, dict)) else str(c[k])  # noqa: E731
+    differ = [k for k in keys if len({show(c, k) for c in configs}) > 1]
+    header = ["key"] + [r["label"] for r in runs]
+    main_keys = ["dataset", "model", "method", "norm", "eps", "steps", "epochs", "batch_size", "optimizer", "lr",
+                 "schedule", "augment", "seed"]
+    brief = [k for k in keys if k in main_keys or k in differ]
+    body = _table(header, [[k] + [show(c, k) for c in configs] for k in brief],
+                  classes=["diff" if k in differ else "" for k in brief])
+    body += '<p class="note">Highlighted rows differ between runs.</p>' if differ and len(runs) > 1 else ""
+    body += ("<details><summary>full config</summary>"
+             + _table(header, [[k] + [show(c, k) for c in configs] for k in keys]) + "</details>")
+    return body
+
+
+def _curves_section(runs: Sequence[Dict[str, Any]], pngs: _Pngs) -> str:
+    figs = []
+    for run in runs:
+        if not run["metrics"]:
+            continue
+        best = (run["results"] or {}).get("best_epoch")
+        path = plots.write_learning_curves(run["metrics"], pngs.run_path(run, "learning_curves.png"),
+                                           title=run["label"], best_epoch=best)
+        stop = (run["results"] or {}).get("stop_reason")
+        caption = esc(run["label"]) + (f" — best epoch {esc(best)}" if best else "") + (f"; {esc(stop)}" if stop else "")
+        if path:
+            figs.append(f"<figure>{_img(path, 'learning curves of ' + run['label'])}<figcaption>{caption}"
+                        f"</figcaption></figure>")
+    if not figs:
+        return _na("no metrics.jsonl", "`armor train` logs one line per epoch.")
+    return f'<div class="figs">{"".join(figs)}</div>'
+
+
+def _accuracy_section(runs: Sequence[Dict[str, Any]]) -> str:
+    header, rows, cumulative = accuracy_table(runs)
+    if not rows:
+        return _na("no test accuracy", "Run `armor train` (results.json) or `armor eval --checkpoint RUN/best.pt`.")
+    worst = len(header) - 1
+
+    def cell_class(i, j, cell):
+        return "num strong" if j == worst else "num" if j >= 3 else ""
+
+    body = _table(header, rows, cell_class=cell_class)
+    note = ("Accuracy in % on the test split. An example counts in <b>worst case</b> only if every attack in "
+            "its row failed on it.")
+    if cumulative:
+        note += " † = accuracy after this attack and all before it in the suite (shrinking-mask ensemble)."
+    return body + f'<p class="note">{note}</p>'
+
+
+def _sweep_section(runs: Sequence[Dict[str, Any]], pngs: _Pngs) -> str:
+    sweeps = [(f"{r['label']}" + (f" ({name})" if len(r["sweeps"]) > 1 else ""), s)
+              for r in runs for name, s in r["sweeps"]]
+    if not sweeps:
+        return _na("no ε sweep", "Add one with `armor eval --checkpoint RUN/best.pt --sweep 0.05 0.1 0.2 0.3`.")
+    path = plots.plot_sweeps(sweeps, pngs.shared_path("eps_sweep.png"))
+    eps_values = sorted({row["eps"] for _, s in sweeps for row in s["rows"]})
+    rows = []
+    for label, s in sweeps:
+        by_eps = {round(r["eps"], 9): r["worst_case_acc"] for r in s["rows"]}
+        rows.append([label] + [_pct(by_eps.get(round(e, 9))) for e in eps_values])
+    table = _table(["run"] + [f"ε={e:.4g}" for e in eps_values], rows,
+                   cell_class=lambda i, j, c: "num" if j else "")
+    return f'<div class="figs"><figure>{_img(path, "worst-case accuracy against eps")}</figure></div>{table}' \
+           '<p class="note">Worst-case accuracy (%) at each budget.</p>'
+
+
+def _corruption_section(runs: Sequence[Dict[str, Any]]) -> str:
+    cols = [(f"{r['label']} ({name})" if len(runs) == 1 or sum("corruptions" in rec for _, rec in r["evals"]) > 1
+             else r["label"], rec["corruptions"]) for r in runs for name, rec in r["evals"] if rec.get("corruptions")]
+    if not cols:
+        return _na("no corruption accuracy", "Add it with `armor eval --checkpoint RUN/best.pt --corruptions`.")
+    names: List[str] = []
+    for _, c in cols:
+        for name in c["corruptions"]:
+            if name not in names:
+                names.append(name)
+    rows = [["clean"] + [_pct(c.get("clean_acc")) for _, c in cols]]
+    rows += [[n] + [_pct(c["corruptions"].get(n, {}).get("mean")) for _, c in cols] for n in names]
+    rows.append(["mean corrupted"] + [_pct(c.get("mean_corrupted_acc")) for _, c in cols])
+    table = _table(["corruption"] + [label for label, _ in cols], rows,
+                   classes=[""] * (len(rows) - 1) + ["total"], cell_class=lambda i, j, c: "num" if j else "")
+    return table + '<p class="note">Accuracy (%) averaged over severities 1–5.</p>'
+
+
+def _checks_section(runs: Sequence[Dict[str, Any]]) -> str:
+    blocks = []
+    for run in runs:
+        for name, rec in run["evals"]:
+            checks = rec.get("checks")
+            if not isinstance(checks, dict) or not checks.get("checks"):
+                continue
+            rows = [[c.get("status", ""), c.get("name", ""), c.get("message", "")] for c in checks["checks"]]
+            n = (checks.get("numbers") or {}).get("n")
+            warns = sum(r[0] == "WARN" for r in rows)
+            verdict = (f'<span class="badge WARN">{warns} WARN</span>' if warns
+                       else '<span class="badge PASS">all PASS</span>')
+            blocks.append(f"<h3>{esc(run['label'])} — {esc(name)} {verdict}</h3>"
+                          + _table(["status", "check", "result"], rows,
+                                   cell_class=lambda i, j, c: f"badge {c}" if j == 0 else "")
+                          + (f'<p class="note">on {esc(n)} test examples</p>' if n else ""))
+    if not blocks:
+        return _na("no gradient-masking sanity checks", "`armor eval --checkpoint RUN/best.pt` runs them by default.")
+    return "".join(blocks) + ('<p class="note">WARN = a symptom of gradient masking: the robust accuracy is probably '
+                              'overstated. NOTE = a reporting rule.</p>')
+
+
+def _tradeoff_section(runs: Sequence[Dict[str, Any]], pngs: _Pngs) -> str:
+    points = [(r["label"], *h) for r in runs if (h := headline(r)) is not None]
+    if len(points) < 2:
+        return _na("needs two or more runs with test accuracy", "Give several run folders, e.g. a sweep of "
+                   "trained models.")
+    path = plots.plot_tradeoff(points, pngs.shared_path("tradeoff.png"))
+    front = plots.pareto_front([(c, r) for _, c, r in points])
+    rows = [[label, _pct(c), _pct(r), "yes" if i in front else ""] for i, (label, c, r) in enumerate(points)]
+    table = _table(["run", "clean", "worst case", "on Pareto front"], rows,
+                   cell_class=lambda i, j, c: "num" if j in (1, 2) else "")
+    return (f'<div class="figs"><figure>{_img(path, "clean against robust accuracy")}</figure></div>{table}'
+            '<p class="note">Each run at its training ε, its lowest worst-case accuracy over its evaluations.</p>')
+
+
+def _figures_runs(runs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    return [r for r in runs if r["figures"] is not None]
+
+
+def _examples_section(runs: Sequence[Dict[str, Any]], pngs: _Pngs) -> str:
+    figs = []
+    for run in _figures_runs(runs):
+        fig = run["figures"]
+        meta = fig["meta"]
+        path = plots.plot_examples(fig, pngs.run_path(run, "examples.png"), title=run["label"],
+                                   eps=(meta.get("threat") or {}).get("eps"))
+        if path:
+            figs.append(f"<figure>{_img(path, 'clean and adversarial examples of ' + run['label'])}<figcaption>"
+                        f"{esc(run['label'])}: {esc(meta.get('attack', ''))} on {esc(meta.get('checkpoint', ''))}"
+                        f"</figcaption></figure>")
+    if not figs:
+        return _na("no stored example images", "Compute them once with `armor report RUN ... --compute-figures`.")
+    return (f'<div class="figs">{"".join(figs)}</div><p class="note">Titles: true label → prediction. The '
+            'perturbation row is scaled to its largest value (red +, blue −).</p>')
+
+
+def _saliency_section(runs: Sequence[Dict[str, Any]], pngs: _Pngs) -> str:
+    with_figs = _figures_runs(runs)
+    if not with_figs:
+        return _na("no stored input gradients", "Compute them once with `armor report RUN ... --compute-figures`.")
+    dataset = with_figs[0]["figures"]["meta"].get("dataset")
+    same = [r for r in with_figs if r["figures"]["meta"].get("dataset") == dataset]
+    common = set(same[0]["figures"]["index"].tolist())
+    for r in same[1:]:
+        common &= set(r["figures"]["index"].tolist())
+    order = [i for i in same[0]["figures"]["index"].tolist() if i in common]
+    if not order:
+        return _na("the runs' stored images differ", "Recompute with `--compute-figures` on the same dataset.")
+
+    def pick(r, key):
+        pos = {int(i): k for k, i in enumerate(r["figures"]["index"].tolist())}
+        return r["figures"][key][[pos[i] for i in order]]
+
+    maps = [(f"{r['label']}", pick(r, "saliency")) for r in same]
+    path = plots.plot_saliency(pick(same[0], "x"), maps, pngs.shared_path("saliency.png"))
+    return (f'<div class="figs"><figure>{_img(path, "input-gradient saliency")}</figure></div>'
+            '<p class="note">Gradient of the loss with respect to the input, same test images for every model. '
+            "Adversarially trained models tend to have gradients that look like the digit or object "
+            "(Tsipras et al. 2019, “Robustness may be at odds with accuracy”); a standard model's look like "
+            "noise.</p>")
+
+
+_CSS = """
+body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:0 auto;max-width:1200px;
+padding:18px 28px;color:#1d232b;background:#fff;line-height:1.4;font-size:15px}
+h1{font-size:26px;margin:4px 0 2px}h2{font-size:20px;border-bottom:2px solid #e3e7ec;padding-bottom:4px;
+margin-top:30px}h3{font-size:15px;margin:16px 0 6px}
+.sub{color:#5b6571;margin:0 0 10px}nav{font-size:14px;margin:8px 0 4px}nav a{margin-right:12px;color:#1f5fa8;
+text-decoration:none}
+table{border-collapse:collapse;margin:8px 0;font-size:14px}th,td{padding:4px 10px;border-bottom:1px solid #e3e7ec;
+text-align:left}th{background:#f3f5f8;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
+td.strong{font-weight:700}tr.diff td{background:#fff7e0}tr.total td{font-weight:600;border-top:2px solid #c9d0d8}
+.badge{font-weight:700;border-radius:4px;padding:1px 6px;font-size:12px}.PASS{color:#17693b;background:#e3f5e9}
+.WARN{color:#8a4b00;background:#fff0d6}.NOTE{color:#2d4f8a;background:#e6eefb}
+.figs{display:flex;flex-wrap:wrap;gap:14px}figure{margin:6px 0}figure img{max-width:100%;border:1px solid #e3e7ec}
+figcaption{font-size:13px;color:#5b6571}.note{font-size:13px;color:#5b6571;margin:4px 0 10px}
+.na{color:#8a939d;font-style:italic}details{margin:6px 0}summary{cursor:pointer;color:#1f5fa8}
+footer{margin-top:30px;font-size:12px;color:#8a939d}
+"""
+
+SECTIONS = (("accuracy", "Clean vs robust accuracy"), ("config", "Run config"), ("curves", "Learning curves"),
+            ("sweep", "ε sweep"), ("tradeoff", "Trade-off"), ("corruptions", "Corruptions"),
+            ("checks", "Sanity checks"), ("examples", "Adversarial examples"), ("saliency", "Input-gradient saliency"))
+
+
+def render_html(runs: Sequence[Dict[str, Any]], out: str | Path, title: Optional[str] = None) -> Path:
+    """Write the report for loaded ``runs`` to ``out``; plots also land as PNG files (see ``_Pngs``)."""
+    from .. import __version__
+
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise UserError(f"cannot write report {str(out)!r}: folder {str(out.parent)!r} does not exist")
+    pngs = _Pngs(out)
+    bodies = {
+        "accuracy": _accuracy_section(runs), "config": _config_section(runs),
+        "curves": _curves_section(runs, pngs), "sweep": _sweep_section(runs, pngs),
+        "tradeoff": _tradeoff_section(runs, pngs), "corruptions": _corruption_section(runs),
+        "checks": _checks_section(runs), "examples": _examples_section(runs, pngs),
+        "saliency": _saliency_section(runs, pngs),
+    }
+    title = title or "armor report: " + ", ".join(r["label"] for r in runs)
+    datasets = sorted({str((r["results"] or {}).get("dataset") or (r["config"] or {}).get("dataset") or "?")
+                       for r in runs})
+    nav = "".join(f'<a href="#{a}">{esc(t)}</a>' for a, t in SECTIONS)
+    page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS}</style></head><body>'
+            f"<h1>{esc(title)}</h1><p class=\"sub\">{len(runs)} run(s) on {esc(', '.join(datasets))} — "
+            + esc(", ".join(r["path"] for r in runs)) + f"</p><nav>{nav}</nav>"
+            + "".join(_section(a, t, bodies[a]) for a, t in SECTIONS)
+            + f"<footer>Rendered by armor {esc(__version__)} on "
+              f"{esc(datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'))} from the runs' "
+              "JSON files; no model was run to make this page.</footer></body></html>\n")
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(out)
+    return out
+
+
+def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: Optional[str] = None) -> Path:
+    """Load the run folders and write the HTML report (a pure renderer: no model runs)."""
+    return render_html(load_runs(run_dirs), out, title)

@@ -1,0 +1,149 @@
+"""HTML/Markdown reports rendered from two small runs' JSON, checked as text and in headless Chromium."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from armor.cli import main
+from armor.eval.figures import compute_figures
+from armor.reports.html import load_runs, markdown_table, render_html
+
+
+def _copy_run(run, dest):
+    shutil.copytree(run["out"], dest, ignore=shutil.ignore_patterns("last.pt"))
+    return dest
+
+
+@pytest.fixture(scope="module")
+def report(standard_run, robust_run, tmp_path_factory):
+    """Copies of the two session runs (their folders stay untouched), figures computed once, and an eval record
+    in the format ``armor eval`` writes, with checks, a sweep and corruptions (numbers made up: rendering only)."""
+    root = tmp_path_factory.mktemp("report")
+    std = _copy_run(standard_run, root / "standard")
+    rob = _copy_run(robust_run, root / "robust <&>")  # a name that must be escaped in HTML
+    for run in (std, rob):
+        compute_figures(run, n=6, steps=10, device="cpu")
+    record = {"suite": "quick", "robust_acc": {"pgd-20": 41.5}, "robust_acc_kind": "cumulative",
+              "threat": {"norm": "linf", "eps": 0.2}, "method": "pgd_at",
+              "result": {"n": 200, "clean_acc": 90.5, "attacks": {"pgd-20": {"robust_acc_partial": 41.5}},
+                         "worst_case_acc": 41.5, "broken_by": {"pgd-20": 98}, "mode": "ensemble"},
+              "checks": {"checks": [{"name": "large_eps_reaches_zero", "status": "PASS", "value": 0.0,
+                                     "message": "PGD-100 at ε = 1: 0.0 % (WARN above 5 %)"},
+                                    {"name": "gradients_nonzero", "status": "WARN", "value": 12.0,
+                                     "message": "zero <gradient> on 12.0 % of inputs"}],
+                         "numbers": {"n": 200}, "warnings": 1},
+              "sweep": {"norm": "linf", "n": 200, "rows": [{"eps": 0.1, "worst_case_acc": 70.0, "clean_acc": 90.5},
+                                                           {"eps": 0.2, "worst_case_acc": 41.5, "clean_acc": 90.5},
+                                                           {"eps": 0.3, "worst_case_acc": 12.25, "clean_acc": 90.5}]},
+              "corruptions": {"clean_acc": 90.5, "n": 200, "mean_corrupted_acc": 77.7,
+                              "corruptions": {"gaussian_noise": {"severity": {}, "mean": 80.25},
+                                              "contrast": {"severity": {}, "mean": 75.15}}}}
+    (rob / "eval.json").write_text(json.dumps(record))
+    out = root / "report.html"
+    render_html(load_runs([std, rob]), out)
+    return {"html": out.read_text(), "path": out, "std": std, "rob": rob, "root": root,
+            "results": {"standard": standard_run["summary"], "robust": robust_run["summary"]}}
+
+
+def test_report_has_tables_images_and_no_external_urls(report):
+    page = report["html"]
+    for title in ("Clean vs robust accuracy", "Run config", "Learning curves", "ε sweep", "Trade-off", "Corruptions",
+                  "Sanity checks", "Adversarial examples", "Input-gradient saliency"):
+        assert f">{title}</h2>" in page
+    # the accuracy table carries the runs' own numbers, read from results.json
+    for key, summary in report["results"].items():
+        test = summary["test"]
+        assert f"<td class=\"num\">{test['clean_acc']:.1f}</td>" in page
+        assert f"<td class=\"num strong\">{test['worst_case_acc']:.1f}</td>" in page
+    assert "41.5†" in page and "12.2" in page and "80.2" in page  # eval record: suite, sweep, corruptions
+    assert 'class="badge WARN">WARN' in page and 'class="badge PASS">PASS' in page
+    # text from files is escaped, never markup
+    assert "robust &lt;&amp;&gt;" in page and "robust <&>" not in page
+    assert "&lt;gradient&gt;" in page
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    # 2 learning curves, 1 sweep, 1 trade-off, 2 example grids, 1 saliency
+    assert len(images) == 7
+    assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
+    assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", page, re.I)  # no network: no URL of any kind
+    assert "<script" not in page.lower() and "<link" not in page.lower()
+    assert page.count("Not measured") == 0
+    # plots also saved as PNG next to the JSON
+    for run in (report["std"], report["rob"]):
+        assert (run / "learning_curves.png").is_file() and (run / "examples.png").is_file()
+    assert (report["root"] / "report_saliency.png").is_file() and (report["root"] / "report_tradeoff.png").is_file()
+
+
+def test_missing_sections_say_not_measured(report, tmp_path):
+    run = tmp_path / "bare"
+    run.mkdir()
+    shutil.copy(report["std"] / "results.json", run / "results.json")
+    render_html(load_runs([run]), tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text()
+    assert page.count("Not measured") == 7  # config, curves, sweep, trade-off, corruptions, checks, examples...
+    assert ">Clean vs robust accuracy</h2><table>" in page
+
+
+def test_saliency_of_the_robust_model_looks_more_like_the_digit(report):
+    """The seed claim, measured on the stored gradients: |∂loss/∂x| of the PGD-trained model puts more of its
+    mass on the digit's strokes than the standard model's does."""
+    def on_object(run):
+        with np.load(run / "figures.npz", allow_pickle=False) as f:
+            x, g = f["x"], np.abs(f["saliency"])
+        stroke = x > 0.3
+        return float(((g * stroke).sum(axis=(1, 2, 3)) / g.sum(axis=(1, 2, 3))).mean())
+
+    std, rob = on_object(report["std"]), on_object(report["rob"])
+    assert rob > std + 0.05, (std, rob)
+
+
+def test_markdown_and_cli(report, capsys, tmp_path):
+    code = main(["report", str(report["std"]), str(report["rob"]), "--markdown"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.splitlines()[0].startswith("| run") and "| worst case |" in out.splitlines()[0]
+    clean = report["results"]["standard"]["test"]["clean_acc"]
+    assert f"| {clean:.1f} " in out
+    assert not (tmp_path / "report.html").exists()
+    assert markdown_table(load_runs([report["rob"]])).count("\n| robust <&>") == 2
+    assert main(["report", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def test_report_loads_in_headless_chromium(report, tmp_path):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("chromium not found (make setup installs the Debian package `chromium`; apt-get failed here)")
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+             "--enable-logging=stderr", "--v=0", "--hide-scrollbars"]
+    url = report["path"].as_uri()
+    dom = subprocess.run(flags + ["--dump-dom", url], capture_output=True, text=True, timeout=180)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert not console, console
+    assert dom.stdout.count("<img") == 7 and ">Input-gradient saliency</h2>" in dom.stdout
+    shot = tmp_path / "shot.png"
+    run = subprocess.run(flags + [f"--screenshot={shot}", "--window-size=1280,2000", url], capture_output=True,
+                         text=True, timeout=180)
+    assert run.returncode == 0 and shot.is_file(), run.stderr[-2000:]
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(io.BytesIO(shot.read_bytes()), format="png")
+    assert pixels.shape[:2] == (2000, 1280)
+    assert pixels[..., :3].std() > 0.05  # not a blank page: text, tables and plots
+    assert (pixels[..., :3] < 0.5).mean() > 0.01
