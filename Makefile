@@ -2,6 +2,8 @@
 # Users bring their own torch; with none installed and no GPU, setup takes the CPU build 2.13.0
 # (a bare `torch` requirement would pull a multi-GB CUDA build). torchattacks is an independent
 # cross-check for the tests; it imports without torchvision, so it is installed without its deps.
+# Headless Chromium (Debian package) opens the HTML report in a test; a failed install only makes
+# that test skip, it never fails setup.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -18,6 +20,10 @@ $(STAMP): pyproject.toml
 	    else $(PY) -m pip install -q torch==2.13.0; fi; }
 	$(PY) -m pip install -q -e '.[test]'
 	-$(PY) -m pip install -q --no-deps torchattacks
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { command -v apt-get >/dev/null 2>&1 && { apt-get install -y -q chromium >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || \
+	  echo "chromium not installed: the HTML report's browser test will be skipped"
 	@touch $(STAMP)
 
 demo: setup

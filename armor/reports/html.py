@@ -291,7 +291,7 @@ def _curves_section(runs: Sequence[Dict[str, Any]], pngs: _Pngs) -> str:
         stop = (run["results"] or {}).get("stop_reason")
         caption = esc(run["label"]) + (f" — best epoch {esc(best)}" if best else "") + (f"; {esc(stop)}" if stop else "")
         if path:
-            figs.append(f"<figure>{_img(path, 'learning curves of ' + run['label'])}<figcaption>{caption}"
+            figs.append(f"<figure class=\"small\">{_img(path, 'learning curves of ' + run['label'])}<figcaption>{caption}"
                         f"</figcaption></figure>")
     if not figs:
         return _na("no metrics.jsonl", "`armor train` logs one line per epoch.")
@@ -328,7 +328,7 @@ def _sweep_section(runs: Sequence[Dict[str, Any]], pngs: _Pngs) -> str:
         rows.append([label] + [_pct(by_eps.get(round(e, 9))) for e in eps_values])
     table = _table(["run"] + [f"ε={e:.4g}" for e in eps_values], rows,
                    cell_class=lambda i, j, c: "num" if j else "")
-    return f'<div class="figs"><figure>{_img(path, "worst-case accuracy against eps")}</figure></div>{table}' \
+    return f'<div class="figs"><figure class="small">{_img(path, "worst-case accuracy against eps")}</figure></div>{table}' \
            '<p class="note">Worst-case accuracy (%) at each budget.</p>'
 
 
@@ -382,7 +382,7 @@ def _tradeoff_section(runs: Sequence[Dict[str, Any]], pngs: _Pngs) -> str:
     rows = [[label, _pct(c), _pct(r), "yes" if i in front else ""] for i, (label, c, r) in enumerate(points)]
     table = _table(["run", "clean", "worst case", "on Pareto front"], rows,
                    cell_class=lambda i, j, c: "num" if j in (1, 2) else "")
-    return (f'<div class="figs"><figure>{_img(path, "clean against robust accuracy")}</figure></div>{table}'
+    return (f'<div class="figs"><figure class="small">{_img(path, "clean against robust accuracy")}</figure></div>{table}'
             '<p class="note">Each run at its training ε, its lowest worst-case accuracy over its evaluations.</p>')
 
 
@@ -446,6 +446,7 @@ td.strong{font-weight:700}tr.diff td{background:#fff7e0}tr.total td{font-weight:
 .badge{font-weight:700;border-radius:4px;padding:1px 6px;font-size:12px}.PASS{color:#17693b;background:#e3f5e9}
 .WARN{color:#8a4b00;background:#fff0d6}.NOTE{color:#2d4f8a;background:#e6eefb}
 .figs{display:flex;flex-wrap:wrap;gap:14px}figure{margin:6px 0}figure img{max-width:100%;border:1px solid #e3e7ec}
+figure.small img{width:540px}
 figcaption{font-size:13px;color:#5b6571}.note{font-size:13px;color:#5b6571;margin:4px 0 10px}
 .na{color:#8a939d;font-style:italic}details{margin:6px 0}summary{cursor:pointer;color:#1f5fa8}
 footer{margin-top:30px;font-size:12px;color:#8a939d}
