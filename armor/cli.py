@@ -39,6 +39,7 @@ TRAIN_FLAGS = {
     "guard_drop": "guard fires when monitor PGD accuracy falls this many points below its best (default 30)",
     "guard_batch": "guard monitor batch size, from the validation split (default 256)",
     "guard_steps": "PGD steps of the guard's monitor attack (default 10)",
+    "chance_patience": "stop after this many epochs of training accuracy at chance (default 3, 0 = never)",
     "eps_warmup": "epochs of linear ε ramp-up from 0",
     "epochs": "training epochs",
     "batch_size": "batch size",

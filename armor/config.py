@@ -44,6 +44,7 @@ class TrainConfig:
     guard_drop: float = 30.0          # fires when monitor PGD accuracy falls this many points below its best
     guard_batch: int = 256            # monitor examples (from the validation split)
     guard_steps: int = 10             # PGD steps on the monitor batch
+    chance_patience: int = 3          # stop after this many epochs of training accuracy at chance (0 = never)
     # optimisation
     epochs: int = 30
     batch_size: int = 128
@@ -95,7 +96,7 @@ class TrainConfig:
         for name in ("train_size", "test_size"):
             if getattr(self, name) is not None:
                 _positive_int(self, name)
-        for name in ("val_size", "eps_warmup", "seed"):
+        for name in ("val_size", "eps_warmup", "seed", "chance_patience"):
             if getattr(self, name) is not None:
                 _positive_int(self, name, minimum=0)
         _number(self, "lr", low=0.0, low_open=True)

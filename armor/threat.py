@@ -83,8 +83,13 @@ class ThreatModel:
             delta = delta * (self.eps / _flat_norm(delta).clamp_min(1e-12)).clamp(max=1.0)
         return (x + delta).clamp(0.0, 1.0)
 
-    def random_init(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """A uniformly random point of the ball ∩ [0, 1] (uniform in the cube for L∞, in radius for L2)."""
+    def random_init(self, x: torch.Tensor, generator: torch.Generator | None = None,
+                    clamp: bool = True) -> torch.Tensor:
+        """A uniformly random point of the ball ∩ [0, 1] (uniform in the cube for L∞, in radius for L2).
+
+        ``clamp=False`` leaves the start outside [0, 1] where the ball pokes out of the box (Wong et al.'s
+        MNIST FGSM-RS does this; clamping the start there made training collapse catastrophically).
+        """
         if self.norm == "linf":
             delta = torch.rand(x.shape, device=x.device, dtype=x.dtype, generator=generator)
             delta = (2 * delta - 1) * self.eps
@@ -93,7 +98,7 @@ class ThreatModel:
             radius = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), device=x.device, dtype=x.dtype,
                                 generator=generator)
             delta = direction / _flat_norm(direction).clamp_min(1e-12) * radius * self.eps
-        return (x + delta).clamp(0.0, 1.0)
+        return (x + delta).clamp(0.0, 1.0) if clamp else x + delta
 
     def step(self, x_adv: torch.Tensor, grad: torch.Tensor, step_size: float) -> torch.Tensor:
         """Move ``step_size`` along the steepest-ascent direction of the norm (sign for L∞)."""

@@ -101,11 +101,47 @@ class CatastrophicOverfittingGuard(Callback):
         self.fired_epoch = state.get("fired_epoch")
 
 
+class ChanceGuard(Callback):
+    """Stops a run whose training accuracy has sat at chance level for ``patience`` epochs in a row.
+
+    Adversarial training from scratch at a large ε can stay at chance (MNIST ε = 0.3 PGD-AT without an
+    ε ramp did): better to stop and say why after a few epochs than to train for hours.
+    """
+
+    name = "chance_guard"
+
+    def __init__(self, patience: int = 3, margin: float = 5.0):
+        self.patience, self.margin = int(patience), float(margin)
+        self.epochs_at_chance = 0
+
+    def on_epoch_end(self, trainer, epoch: int, record: Dict[str, Any]) -> None:
+        chance = 100.0 / trainer.data.num_classes
+        train_acc = record.get("train_robust_acc", record.get("train_acc"))
+        if train_acc is None or train_acc > chance + self.margin:
+            self.epochs_at_chance = 0
+            return
+        self.epochs_at_chance += 1
+        if self.epochs_at_chance >= self.patience:
+            record["chance_guard"] = "fired"
+            trainer.stop_reason = (
+                f"stuck at chance: training accuracy has stayed within {self.margin:g} points of chance "
+                f"({chance:.0f}%) for {self.epochs_at_chance} epochs (now {train_acc:.1f}%); try an ε ramp "
+                f"(eps_warmup: 2), a lower learning rate, or a smaller ε")
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"epochs_at_chance": self.epochs_at_chance}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.epochs_at_chance = int(state.get("epochs_at_chance", 0))
+
+
 def guard_callbacks(cfg, method) -> List[Callback]:
-    """The guard the config asks for: ``auto`` → ``stop`` for single-step methods, none otherwise."""
+    """The guards the config asks for: the catastrophic-overfitting guard (``auto`` → ``stop`` for
+    single-step methods, off otherwise) and the stuck-at-chance guard (``chance_patience`` epochs, 0 = off)."""
+    guards: List[Callback] = [ChanceGuard(cfg.chance_patience)] if cfg.chance_patience else []
     action = cfg.guard
     if action == "auto":
         action = "stop" if method.guard_by_default else "off"
-    if action == "off":
-        return []
-    return [CatastrophicOverfittingGuard(action, cfg.guard_drop, cfg.guard_batch, cfg.guard_steps)]
+    if action != "off":
+        guards.append(CatastrophicOverfittingGuard(action, cfg.guard_drop, cfg.guard_batch, cfg.guard_steps))
+    return guards
