@@ -1,0 +1,113 @@
+"""Reproduce the classic adversarial-training tables at reduced scale, one command per dataset.
+
+    python benchmarks/reproduce.py --dataset mnist                 # every configs/mnist_*.yaml recipe
+    python benchmarks/reproduce.py --dataset mnist --only pgd_at fgsm_rs
+    python benchmarks/reproduce.py --dataset fashion               # configs/fashion_*.yaml
+    python benchmarks/reproduce.py --dataset cifar10 --only fgsm_rs_cpu pgd_at_cpu
+
+Each recipe is trained into runs/reproduce/<recipe>/, then its best checkpoint is evaluated with clean and
+PGD-100 accuracy on the whole test set and with the standard worst-case suite (APGD-CE, APGD-T, Square)
+on the first ``--suite-n`` (default 1000) test points, which are fixed. Results go to
+benchmarks/results/<recipe>.json and a Markdown table benchmarks/results/<dataset>.md, with the published
+reference next to armor's number and the wall time of training and evaluation.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from armor.config import TrainConfig
+from armor.eval.run import evaluate_checkpoint
+from armor.reports import format_table, write_json
+from armor.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+#: Published figures at full scale: (source, clean, PGD-100 or PGD, AutoAttack / worst case).
+REFERENCES = {
+    "mnist_pgd_at": ("Madry et al. 2018", 98.5, 92.5, 88.5),
+    "mnist_trades": ("Zhang et al. 2019 (SmallCNN)", 99.5, None, 92.8),
+    "cifar10_pgd_at_preact": ("Rice et al. 2020 (best ckpt)", None, 53.0, 48.5),
+    "cifar10_trades_wrn": ("Zhang et al. 2019 (WRN-34-10)", 84.9, None, 53.1),
+}
+
+
+def run_recipe(config: Path, suite_n: int, data_dir: str | None, out_root: Path) -> dict:
+    name = config.stem
+    cfg = TrainConfig.from_yaml(config, {"out": str(out_root / name), **({"data_dir": data_dir} if data_dir else {})})
+    start = time.perf_counter()
+    summary = train(cfg, overwrite=True, progress=False)
+    train_s = time.perf_counter() - start
+    ckpt = out_root / name / "best.pt"
+    start = time.perf_counter()
+    pgd = evaluate_checkpoint(ckpt, attacks=["pgd"], steps=100, out=str(out_root / name / "eval_pgd100.json"),
+                              checks=False)
+    suite = evaluate_checkpoint(ckpt, suite="standard", n=suite_n, out=str(out_root / name / "eval_standard.json"),
+                                checks=True)
+    eval_s = time.perf_counter() - start
+    record = {
+        "recipe": name, "config": cfg.to_dict(), "epochs_run": len((out_root / name / "metrics.jsonl").read_text()
+                                                                 .splitlines()),
+        "best_epoch": summary["best_epoch"], "stop_reason": summary.get("stop_reason"),
+        "clean_acc": pgd["result"]["clean_acc"], "pgd100_acc": pgd["result"]["attacks"]["pgd-100"]["robust_acc"],
+        "test_n": pgd["result"]["n"], "suite_n": suite["result"]["n"],
+        "suite_clean_acc": suite["result"]["clean_acc"], "worst_case_acc": suite["result"]["worst_case_acc"],
+        "checks": suite.get("checks"), "train_seconds": round(train_s, 1), "eval_seconds": round(eval_s, 1),
+        "reference": REFERENCES.get(name),
+    }
+    write_json(RESULTS / f"{name}.json", record)
+    return record
+
+
+def table(records: list[dict]) -> str:
+    header = ["recipe", "epochs", "clean", "PGD-100", "worst case (std suite)", "published (clean / PGD / AA)",
+              "train + eval min"]
+    rows = []
+    for r in records:
+        ref = r.get("reference")
+        published = "—" if not ref else f"{ref[0]}: " + " / ".join("—" if v is None else f"{v:g}" for v in ref[1:])
+        rows.append([r["recipe"], f"{r['epochs_run']}/{r['config']['epochs']}", f"{r['clean_acc']:.1f}",
+                     f"{r['pgd100_acc']:.1f}", f"{r['worst_case_acc']:.1f} (n={r['suite_n']})", published,
+                     f"{(r['train_seconds'] + r['eval_seconds']) / 60:.1f}"])
+    return format_table(header, rows, markdown=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", required=True, choices=["mnist", "fashion", "cifar10"])
+    parser.add_argument("--only", nargs="+", help="recipe suffixes, e.g. pgd_at fgsm_rs")
+    parser.add_argument("--suite-n", type=int, default=1000, help="fixed test points for the standard suite")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--out", default="runs/reproduce")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    configs = sorted((ROOT / "configs").glob(f"{args.dataset}_*.yaml"))
+    if args.only:
+        configs = [c for c in configs if c.stem[len(args.dataset) + 1:] in args.only]
+    if not configs:
+        print(f"no recipes match {args.dataset} {args.only or ''}", file=sys.stderr)
+        return 2
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    records = []
+    for config in configs:
+        records.append(run_recipe(config, args.suite_n, args.data_dir, Path(args.out)))
+        print(table(records[-1:]), flush=True)
+    md = table(sorted((r for r in (_load(p) for p in RESULTS.glob(f"{args.dataset}_*.json")) if r),
+                      key=lambda r: r["recipe"]))
+    (RESULTS / f"{args.dataset}.md").write_text(md + "\n")
+    print(md)
+    return 0
+
+
+def _load(path: Path):
+    from armor.reports import read_json
+
+    return read_json(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
