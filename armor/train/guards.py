@@ -102,7 +102,8 @@ class CatastrophicOverfittingGuard(Callback):
 
 
 class ChanceGuard(Callback):
-    """Stops a run whose training accuracy has sat at chance level for ``patience`` epochs in a row.
+    """Stops a run whose training accuracy (and clean validation accuracy, when measured) has sat at chance
+    level for ``patience`` epochs in a row.
 
     Adversarial training from scratch at a large ε can stay at chance (MNIST ε = 0.3 PGD-AT without an
     ε ramp did): better to stop and say why after a few epochs than to train for hours.
@@ -117,7 +118,9 @@ class ChanceGuard(Callback):
     def on_epoch_end(self, trainer, epoch: int, record: Dict[str, Any]) -> None:
         chance = 100.0 / trainer.data.num_classes
         train_acc = record.get("train_robust_acc", record.get("train_acc"))
-        if train_acc is None or train_acc > chance + self.margin:
+        val_acc = record.get("val_clean_acc")  # dummy-class AT trains towards other labels: check clean val too
+        if train_acc is None or train_acc > chance + self.margin or (val_acc is not None and
+                                                                     val_acc > chance + self.margin):
             self.epochs_at_chance = 0
             return
         self.epochs_at_chance += 1
