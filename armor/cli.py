@@ -51,6 +51,13 @@ TRAIN_FLAGS = {
     "val_every": "robust validation every N epochs",
     "val_steps": "PGD steps of the robust validation",
     "best_by": "which validation accuracy picks best.pt: auto, robust, clean",
+    "val_subset": "validate on the first N validation examples only (fixed subset)",
+    "test_every": "also log test clean/PGD accuracy every N epochs (0 = never)",
+    "test_subset": "... on the first N test examples",
+    "early_stop_patience": "stop after N validations without a better best.pt (0 = never)",
+    "ema_decay": "keep an EMA of the weights (e.g. 0.999) as an extra candidate, best_ema.pt (0 = off)",
+    "swa_start": "keep an SWA average of the weights from this epoch on, best_swa.pt (0 = off)",
+    "nan_policy": "on a NaN/Inf loss: stop (default) or skip the step",
     "eval_steps": "PGD steps of the final test evaluation",
     "eval_restarts": "PGD restarts of the final test evaluation",
     "seed": "random seed",
@@ -219,8 +226,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     summary = train(cfg, resume=args.resume, overwrite=args.overwrite, progress=None if not args.quiet else False)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
         return 0
-    header, rows = accuracy_rows({f"{summary['method']} (best epoch {summary['best_epoch']})": summary["test"]})
+    named = {f"{summary['method']} (best epoch {summary['best_epoch']})": summary["test"]}
+    for name, cand in summary.get("candidates", {}).items():
+        if name != "best":
+            named[f"{name} (best epoch {cand['epoch']})"] = cand["test"]
+    header, rows = accuracy_rows(named)
     print(format_table(header, rows))
+    print(f"stopped: {summary['stop_reason']}")
     print(f"results: {summary['run']}/results.json")
     return 0
 

@@ -57,6 +57,14 @@ class TrainConfig:
     val_every: int = 1
     val_steps: int = 10
     best_by: str = "auto"             # robust | clean | auto (robust for adversarial methods, clean for standard)
+    val_subset: Optional[int] = None  # validate on the first N val examples only (a fixed subset, for speed)
+    test_every: int = 0               # also log test clean/PGD accuracy every N epochs (0 = never; for curves)
+    test_subset: Optional[int] = None  # ... on the first N test examples
+    early_stop_patience: int = 0      # stop after N validations without a better best.pt (0 = never)
+    ema_decay: float = 0.0            # EMA of the weights as an extra candidate, e.g. 0.999 (0 = off)
+    swa_start: int = 0                # SWA: equal average of the weights from this epoch on (0 = off)
+    nan_policy: str = "stop"          # non-finite loss: stop the run, or skip the step
+    plot: bool = True                 # write learning_curves.png (needs matplotlib)
     # final test evaluation
     eval_attacks: List[str] = field(default_factory=lambda: ["fgsm", "pgd"])
     eval_steps: int = 20
@@ -96,7 +104,11 @@ class TrainConfig:
         for name in ("train_size", "test_size"):
             if getattr(self, name) is not None:
                 _positive_int(self, name)
-        for name in ("val_size", "eps_warmup", "seed", "chance_patience"):
+        for name in ("val_subset", "test_subset"):
+            if getattr(self, name) is not None:
+                _positive_int(self, name)
+        for name in ("val_size", "eps_warmup", "seed", "chance_patience", "test_every", "early_stop_patience",
+                     "swa_start"):
             if getattr(self, name) is not None:
                 _positive_int(self, name, minimum=0)
         _number(self, "lr", low=0.0, low_open=True)
@@ -108,6 +120,15 @@ class TrainConfig:
             _number(self, "beta", low=0.0)
         if self.guard not in GUARD_ACTIONS:
             raise UserError(f"unknown guard {self.guard!r}; choose one of: {', '.join(GUARD_ACTIONS)}")
+        _number(self, "ema_decay", low=0.0, high=1.0)
+        if self.ema_decay == 1.0:
+            raise UserError("ema_decay must be below 1 (1 would never move the average), got 1")
+        if self.nan_policy not in ("stop", "skip"):
+            raise UserError(f"nan_policy must be stop or skip, got {self.nan_policy!r}")
+        if isinstance(self.plot, str) and self.plot.lower() in ("true", "false", "yes", "no", "1", "0"):
+            self.plot = self.plot.lower() in ("true", "yes", "1")
+        if not isinstance(self.plot, bool):
+            raise UserError(f"plot must be true or false, got {self.plot!r}")
         if self.optimizer not in OPTIMIZERS:
             raise UserError(f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:

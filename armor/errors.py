@@ -10,3 +10,7 @@ class UserError(ValueError):
 
     def __init__(self, message: str):
         super().__init__(" ".join(str(message).split()))  # always one line
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite; the run stopped before that step changed the weights."""

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from ..attacks import PGD
 from ..config import TrainConfig
 from ..data import Dataset, augment, load_dataset, resolve_preset
-from ..errors import UserError
+from ..errors import TrainingDiverged, UserError
 from ..eval.robust import evaluate
 from ..methods import METHODS, Method, StepOutput, create_method
 from ..models import create_model
@@ -109,7 +109,6 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
                  progress: Optional[bool] = None, callbacks: Optional[List[Callback]] = None):
         self.cfg = cfg
-        self.callbacks: List[Callback] = list(callbacks or [])
         self.stop_reason: Optional[str] = None
         self.out = cfg.out_dir()
         self.dist = distributed.setup(cfg.device)
@@ -138,10 +137,13 @@ class Trainer:
         self.method: Method = create_method(cfg.method, self.threat, steps=cfg.steps, step_size=cfg.step_size,
                                             clean_weight=cfg.clean_weight, beta=cfg.beta, replays=cfg.replays,
                                             **cfg.method_options)
-        from .guards import guard_callbacks  # guards subclass Callback, defined here
-
-        self.callbacks += guard_callbacks(cfg, self.method)
         self.optimizer = self._make_optimizer()
+        from .callbacks import default_callbacks  # callbacks subclass Callback, defined here
+        from .guards import guard_callbacks
+
+        self.callbacks: List[Callback] = (default_callbacks(self) + guard_callbacks(cfg, self.method)
+                                          + list(callbacks or []))
+        self.skipped_steps = 0
         self.start_epoch = 0
         self.best: Dict[str, Any] = {"epoch": None, "val_robust_acc": -1.0, "val_clean_acc": -1.0}
         if self.resume_state is not None:
@@ -229,7 +231,7 @@ class Trainer:
         order = order.to(self.device)
         batches = max(1, n // cfg.batch_size)  # drop the ragged last batch: equal steps every epoch
         totals: Dict[str, torch.Tensor] = {}
-        seen = 0
+        seen = skipped = 0
         bar = tqdm(range(batches), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                    disable=(not self.progress) if self.progress is not None else None)
         for b in bar:
@@ -241,14 +243,22 @@ class Trainer:
                 self.method.set_eps(self.eps_at(epoch + (b + 1) / batches))
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
+            stepped = None
             for _ in range(self.method.replays):  # Free AT replays each minibatch; others step once
                 with self.precision.autocast():
                     out = self.method.step(model, x, y)
+                if not bool(torch.isfinite(out.loss)):  # never step on a NaN/Inf loss
+                    self._non_finite_loss(epoch, b, out.loss.item(), lr)
+                    skipped += 1
+                    continue
                 self.optimizer.zero_grad(set_to_none=True)
                 self.precision.backward_step(out.loss, self.optimizer)
+                stepped = out
                 for cb in self.callbacks:
                     cb.on_step_end(self, out)
-            k = len(y)
+            if stepped is None:
+                continue
+            out, k = stepped, len(y)
             stats = {"loss": out.loss.detach() * k, "acc": (out.logits.argmax(1) == y).float().sum(),
                      **{name: v.detach() * k for name, v in out.metrics.items()}}
             for name, v in stats.items():
@@ -256,22 +266,54 @@ class Trainer:
             seen += k
         totals = self.dist.all_reduce_sum({**totals, "_seen": torch.tensor(float(seen), device=self.device)})
         seen = totals.pop("_seen").item()  # one sync per epoch, not per step
+        if seen == 0:
+            raise TrainingDiverged(f"training stopped: every step of epoch {epoch + 1} had a non-finite loss; "
+                                   f"{self._last_good(epoch)}; lower --lr")
         prefix = "train_robust" if self.method.adversarial else "train"
         result = {"train_loss": totals["loss"].item() / seen, f"{prefix}_acc": totals["acc"].item() / seen * 100,
                   "lr": lr, "eps": self.method.threat.eps}
         for name, v in totals.items():
             if name not in ("loss", "acc"):
                 result[f"train_{name}"] = v.item() / seen * (100 if name.endswith("acc") else 1)
+        if skipped:
+            result["skipped_steps"] = skipped
         return result
 
+    def _last_good(self, epoch: int) -> str:
+        if (self.out / "last.pt").is_file():
+            return f"the last good checkpoint {str(self.out / 'last.pt')!r} (epoch {epoch}) is intact"
+        return "no checkpoint was written yet"
+
+    def _non_finite_loss(self, epoch: int, batch: int, value: float, lr: float) -> None:
+        """``nan_policy: stop`` ends the run before the bad step touches the weights; ``skip`` drops the step."""
+        where = f"epoch {epoch + 1}, batch {batch + 1} (lr {lr:.3g})"
+        if self.cfg.nan_policy == "stop":
+            raise TrainingDiverged(f"training stopped: the loss became {value} at {where}; {self._last_good(epoch)}; "
+                                   f"lower --lr, or set nan_policy: skip to skip such steps")
+        self.skipped_steps += 1
+        log.warning("skipped a step with loss %s at %s", value, where)
+
     def validate(self) -> Dict[str, float]:
+        return self.measure(self.model, "val")
+
+    def measure(self, model: nn.Module, split: str) -> Dict[str, float]:
+        """Clean and PGD-``val_steps`` accuracy of ``model`` on the fixed val (or test) subset, keyed by split."""
         data = self.data
-        if len(data.x_val) == 0:
+        x, y = (data.x_val, data.y_val) if split == "val" else (data.x_test, data.y_test)
+        size = self.cfg.val_subset if split == "val" else self.cfg.test_subset
+        if size is not None:
+            x, y = x[:size], y[:size]  # the same first examples every time: curves compare like with like
+        if len(x) == 0:
             return {}
         attack = PGD(self.threat, steps=self.cfg.val_steps)
-        res = distributed.evaluate_split(self.dist, evaluate, self.model, data.x_val, data.y_val, {"pgd": attack},
-                                         batch_size=512)
-        return {"val_clean_acc": res["clean_acc"], "val_robust_acc": res["attacks"]["pgd"]["robust_acc"]}
+        res = distributed.evaluate_split(self.dist, evaluate, model, x, y, {"pgd": attack}, batch_size=512)
+        return {f"{split}_clean_acc": res["clean_acc"], f"{split}_robust_acc": res["attacks"]["pgd"]["robust_acc"]}
+
+    def save_candidate(self, path: Path, model: nn.Module, epoch: int, candidate: str) -> None:
+        """A loadable checkpoint of another model than the one being trained (an EMA or SWA average)."""
+        if self.dist.is_main:
+            save_checkpoint(path, {"model": model.state_dict(), "epoch": epoch, "config": self.cfg.to_dict(),
+                                   "dataset": self.meta, "candidate": candidate})
 
     def fit(self) -> Dict[str, Any]:
         cfg = self.cfg
@@ -285,10 +327,12 @@ class Trainer:
             record: Dict[str, Any] = {"epoch": epoch + 1, **self.train_epoch(epoch)}
             if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
                 record.update(self.validate())
+            if cfg.test_every and ((epoch + 1) % cfg.test_every == 0 or epoch + 1 == cfg.epochs):
+                record.update(self.measure(self.model, "test"))
             for cb in self.callbacks:
                 cb.on_epoch_end(self, epoch, record)
             record["seconds"] = round(time.perf_counter() - start, 3)
-            improved = self._is_better(record)
+            improved = self.is_better(record)
             if improved:
                 self.best = {"epoch": epoch + 1, "val_robust_acc": record.get("val_robust_acc", -1.0),
                              "val_clean_acc": record.get("val_clean_acc", -1.0)}
@@ -304,14 +348,17 @@ class Trainer:
                 break
         return self.finish()
 
-    def _is_better(self, record: Dict[str, Any]) -> bool:
+    def is_better(self, record: Dict[str, Any]) -> bool:
         """Highest robust validation accuracy, ties to higher clean accuracy (clean first for ``best_by:
         clean``, the default for standard training); without a validation split the latest epoch wins."""
         if "val_robust_acc" not in record:
             return len(self.data.x_val) == 0
+        return self.compare(record, self.best)
+
+    def compare(self, record: Dict[str, Any], best: Dict[str, Any]) -> bool:
         by_clean = self.cfg.best_by == "clean" or (self.cfg.best_by == "auto" and not self.method.adversarial)
         order = ("val_clean_acc", "val_robust_acc") if by_clean else ("val_robust_acc", "val_clean_acc")
-        return tuple(record[k] for k in order) > tuple(self.best[k] for k in order)
+        return tuple(record[k] for k in order) > tuple(best[k] for k in order)
 
     def finish(self) -> Dict[str, Any]:
         """Evaluate the best checkpoint on the test split and write ``results.json``."""
@@ -326,18 +373,41 @@ class Trainer:
         attacks = eval_attacks(cfg.eval_attacks, self.threat, cfg.eval_steps, cfg.eval_restarts)
         result = distributed.evaluate_split(self.dist, evaluate, self.model, self.data.x_test, self.data.y_test,
                                             attacks, progress=bool(self.progress))
+        records = read_jsonl(self.out / "metrics.jsonl")
+        last_epoch = records[-1]["epoch"] if records else self.start_epoch
+        candidates = {"best": {"checkpoint": "best.pt", "epoch": best["epoch"], "test": result}}
+        for cb in self.callbacks:  # EMA/SWA averages: each tested from its own best checkpoint
+            name = getattr(cb, "checkpoint_name", None)
+            path = self.out / str(name)
+            state = self.dist.broadcast_object(self.dist.run_on_main(
+                lambda: load_checkpoint(path, map_location=self.device) if name and path.is_file() else None))
+            if state is not None:
+                model = build_model(cfg, self.meta).to(self.device)
+                model.load_state_dict(state["model"])
+                test = distributed.evaluate_split(self.dist, evaluate, model, self.data.x_test, self.data.y_test,
+                                                  attacks)
+                candidates[cb.prefix] = {"checkpoint": path.name, "epoch": state["epoch"], "test": test}
+        stop_reason = self.stop_reason or f"completed {last_epoch} of {cfg.epochs} epochs"
         summary = {"run": str(self.out), "dataset": self.data.name, "model": cfg.model, "method": cfg.method,
                    "threat": {"norm": self.threat.norm, "eps": self.threat.eps}, "best_epoch": best["epoch"],
-                   "epochs": cfg.epochs, "seed": cfg.seed, "stop_reason": self.stop_reason, "test": result,
-                   "train_seconds": round(sum(r.get("seconds", 0) for r in read_jsonl(self.out / "metrics.jsonl")), 2)}
+                   "last_epoch": last_epoch, "epochs": cfg.epochs, "seed": cfg.seed, "stop_reason": stop_reason,
+                   "test": result, "candidates": candidates,
+                   "train_seconds": round(sum(r.get("seconds", 0) for r in records), 2)}
         if self.dist.is_main:
             write_json(self.out / "results.json", summary)
+            log.info("best epoch %s; %s", best["epoch"], stop_reason)
+            if cfg.plot:
+                from ..reports.plots import write_learning_curves
+
+                write_learning_curves(records, self.out / "learning_curves.png",
+                                      title=f"{self.data.name} {cfg.method}", best_epoch=best["epoch"])
         return summary
 
 
 def _format_record(r: Dict[str, Any]) -> str:
     parts = [f"epoch {r['epoch']}"]
-    for key in ("train_loss", "train_acc", "train_robust_acc", "val_clean_acc", "val_robust_acc", "lr", "seconds"):
+    for key in ("train_loss", "train_acc", "train_robust_acc", "val_clean_acc", "val_robust_acc", "test_robust_acc",
+                "ema_val_robust_acc", "swa_val_robust_acc", "lr", "seconds"):
         if key in r:
             parts.append(f"{key} {r[key]:.4g}")
     return " | ".join(parts)
