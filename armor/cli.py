@@ -195,6 +195,13 @@ def _build_parser() -> _Parser:
                    help="PGD steps of the adversarial examples (default 20)")
     p.add_argument("--device", default="auto", help="device for --compute-figures: auto, cpu, cuda, mps")
 
+    p = sub.add_parser("export", help="write a checkpoint's weights as .safetensors (no pickle, no code)",
+                       description="Export the model weights of an armor checkpoint to the safetensors format; "
+                                   "the run's config and dataset metadata go into the file's metadata.")
+    p.add_argument("--checkpoint", required=True, help="RUN/best.pt, RUN/last.pt, RUN/best_ema.pt, ...")
+    p.add_argument("--out", default=None, help="output file (default: the checkpoint's name with .safetensors)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
     sub.add_parser("list", help="list the registered models, attacks and methods")
     return parser
 
@@ -222,6 +229,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             overrides[key] = getattr(args, key)
     if args.resume and not args.out and not args.config:
         raise UserError("--resume needs the run folder: pass --out RUN")
+    if args.resume and "epochs" not in overrides and not args.config:
+        # without --epochs a resumed run finishes the epochs it was started with, not the default
+        from .train.checkpoint import load_checkpoint
+
+        last = Path(args.out) / "last.pt"
+        if last.is_file():
+            overrides["epochs"] = load_checkpoint(last)["config"]["epochs"]
     cfg = TrainConfig.from_yaml(args.config, overrides) if args.config else TrainConfig.from_dict(overrides)
     summary = train(cfg, resume=args.resume, overwrite=args.overwrite, progress=None if not args.quiet else False)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
@@ -297,6 +311,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for f in result.get("sweep_files", []):
         print(f"sweep: {f}")
     print(f"results: {result['path']}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .train.checkpoint import export_safetensors, load_checkpoint
+
+    state = load_checkpoint(args.checkpoint)
+    out = Path(args.out) if args.out else Path(args.checkpoint).with_suffix(".safetensors")
+    if out.exists() and not args.overwrite:
+        raise UserError(f"{str(out)!r} already exists; pass --overwrite to replace it or choose another --out")
+    if not out.parent.is_dir():
+        raise UserError(f"cannot write {str(out)!r}: folder {str(out.parent)!r} does not exist")
+    meta = {"config": state["config"], "dataset": state["dataset"], "epoch": state["epoch"],
+            "armor_version": state.get("armor_version")}
+    try:
+        export_safetensors(state["model"], out, meta)
+    except OSError as exc:
+        raise UserError(f"cannot write {str(out)!r}: {exc.strerror or exc}") from None
+    print(f"weights of {args.checkpoint} (epoch {state['epoch']}): {out}")
     return 0
 
 
@@ -391,8 +424,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 0
         if getattr(args, "quiet", False):
             logging.getLogger("armor").setLevel(logging.WARNING)
-        commands = {"train": cmd_train, "sweep": cmd_sweep, "eval": cmd_eval, "demo": cmd_demo, "bench": cmd_bench,
-                    "report": cmd_report, "list": cmd_list}
+        commands = {"train": cmd_train, "sweep": cmd_sweep, "eval": cmd_eval, "export": cmd_export, "demo": cmd_demo,
+                    "bench": cmd_bench, "report": cmd_report, "list": cmd_list}
         return commands[args.command](args)
     except UserError as exc:
         print(f"armor: error: {exc}", file=sys.stderr)

@@ -154,6 +154,10 @@ def from_arrays(name: str, x_train, y_train, x_test, y_test, val_size: int = 100
         raise UserError(f"{name}: x_train images are {tuple(xtr.shape[1:])} but x_test images are "
                         f"{tuple(xte.shape[1:])}; they must match")
     found = int(max(ytr.max(), yte.max())) + 1
+    if num_classes is None and int(yte.max()) > int(ytr.max()):
+        # classes are counted from the labels; a test label never seen in training is almost surely a mistake
+        raise UserError(f"{name} y_test holds label {int(yte.max())}, but y_train only has labels "
+                        f"0..{int(ytr.max())}; labels must be 0..num_classes-1 in both")
     classes = num_classes or found
     if found > classes:
         raise UserError(f"{name} holds label {found - 1}; labels must be 0..{classes - 1}")

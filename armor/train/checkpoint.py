@@ -44,6 +44,8 @@ def save_checkpoint(path: Path, state: Dict[str, Any]) -> None:
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> Dict[str, Any]:
     """Read an armor checkpoint safely; a missing, corrupt or foreign file is a one-line ``UserError``."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"checkpoint {str(path)!r} is a folder; pass a file such as {str(path / 'best.pt')!r}")
     if not path.is_file():
         raise UserError(f"checkpoint {str(path)!r} does not exist")
     try:
