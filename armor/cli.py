@@ -246,7 +246,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             named[f"{name} (best epoch {cand['epoch']})"] = cand["test"]
     header, rows = accuracy_rows(named)
     print(format_table(header, rows))
-    print(f"stopped: {summary['stop_reason']}")
+    if summary.get("stop_reason"):
+        print(f"stopped early: {summary['stop_reason']}")
     print(f"results: {summary['run']}/results.json")
     return 0
 

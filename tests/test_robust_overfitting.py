@@ -46,7 +46,7 @@ def test_best_checkpoint_is_argmax_of_logged_robust_val_acc_ties_to_clean(tmp_pa
     assert logged_best == 4
     assert torch.load(tmp_path / "r" / "best.pt", weights_only=True)["epoch"] == 4 == summary["best_epoch"]
     assert torch.load(tmp_path / "r" / "last.pt", weights_only=True)["epoch"] == 5
-    assert summary["stop_reason"] == "completed 5 of 5 epochs"
+    assert summary["stop_reason"] is None and summary["last_epoch"] == 5
 
 
 def test_early_stopping_stops_after_patience_evaluations_without_improvement(tmp_path, monkeypatch):

@@ -31,6 +31,11 @@ def _attacks(threat: ThreatModel, attacks: Optional[List[str]], suite: Optional[
     from ..threat import parse_eps
     from .suites import suite_attacks
 
+    if step_size is not None:
+        step_size = check_step_size(parse_eps(step_size, "step_size"))
+        if suite is not None:
+            raise UserError("--step-size applies to an --attack list, not to a suite (APGD adapts its own step "
+                            "size); pass --attack pgd --step-size ... or drop --step-size")
     if suite is not None:
         return suite_attacks(suite, threat, steps=steps, queries=queries, **adaptive)
     for name in attacks:
@@ -52,7 +57,7 @@ def _attacks(threat: ThreatModel, attacks: Optional[List[str]], suite: Optional[
     if step_size is not None:
         for attack in named.values():
             if hasattr(attack, "step_size"):
-                attack.step_size = check_step_size(parse_eps(step_size, "step_size"))
+                attack.step_size = step_size
     return named
 
 

@@ -387,15 +387,16 @@ class Trainer:
                 test = distributed.evaluate_split(self.dist, evaluate, model, self.data.x_test, self.data.y_test,
                                                   attacks)
                 candidates[cb.prefix] = {"checkpoint": path.name, "epoch": state["epoch"], "test": test}
-        stop_reason = self.stop_reason or f"completed {last_epoch} of {cfg.epochs} epochs"
+        # stop_reason stays None for a run that completed; the log line says either way
+        outcome = self.stop_reason or f"completed {last_epoch} of {cfg.epochs} epochs"
         summary = {"run": str(self.out), "dataset": self.data.name, "model": cfg.model, "method": cfg.method,
                    "threat": {"norm": self.threat.norm, "eps": self.threat.eps}, "best_epoch": best["epoch"],
-                   "last_epoch": last_epoch, "epochs": cfg.epochs, "seed": cfg.seed, "stop_reason": stop_reason,
+                   "last_epoch": last_epoch, "epochs": cfg.epochs, "seed": cfg.seed, "stop_reason": self.stop_reason,
                    "test": result, "candidates": candidates,
                    "train_seconds": round(sum(r.get("seconds", 0) for r in records), 2)}
         if self.dist.is_main:
             write_json(self.out / "results.json", summary)
-            log.info("best epoch %s; %s", best["epoch"], stop_reason)
+            log.info("best epoch %s; %s", best["epoch"], outcome)
             if cfg.plot:
                 from ..reports.plots import write_learning_curves
 
