@@ -9,7 +9,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.armor-installed
 
-.PHONY: demo test setup clean
+.PHONY: demo test setup browser clean
 
 setup: $(STAMP)
 
@@ -20,16 +20,19 @@ $(STAMP): pyproject.toml
 	    else $(PY) -m pip install -q torch==2.13.0; fi; }
 	$(PY) -m pip install -q -e '.[test]'
 	-$(PY) -m pip install -q --no-deps torchattacks
+	@touch $(STAMP)
+
+# the browser is for the tests only: `make demo` stays fast on a fresh machine
+browser:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
 	  { command -v apt-get >/dev/null 2>&1 && { apt-get install -y -q chromium >/dev/null 2>&1 || \
 	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || \
 	  echo "chromium not installed: the HTML report's browser test will be skipped"
-	@touch $(STAMP)
 
 demo: setup
 	$(VENV)/bin/armor demo
 
-test: setup
+test: setup browser
 	$(PY) -m pytest -q
 
 clean:
