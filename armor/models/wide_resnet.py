@@ -8,22 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .common import MODELS
-
-
-class WideBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int):
-        super().__init__()
-        self.bn1 = nn.BatchNorm2d(cin)
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.shortcut = nn.Conv2d(cin, cout, 1, stride, bias=False) if stride != 1 or cin != cout else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(x))
-        shortcut = self.shortcut(out) if self.shortcut is not None else x
-        out = self.conv2(F.relu(self.bn2(self.conv1(out))))
-        return out + shortcut
+from .preact_resnet import PreActBlock  # the same pre-activation block, wider
 
 
 class WideResNet(nn.Module):
@@ -37,7 +22,7 @@ class WideResNet(nn.Module):
         blocks, cin = [], widths[0]
         for stage, cout in enumerate(widths[1:]):
             for j in range(n):
-                blocks.append(WideBlock(cin, cout, 2 if (j == 0 and stage > 0) else 1))
+                blocks.append(PreActBlock(cin, cout, 2 if (j == 0 and stage > 0) else 1))
                 cin = cout
         self.blocks = nn.Sequential(*blocks)
         self.bn = nn.BatchNorm2d(cin)
