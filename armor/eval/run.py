@@ -24,8 +24,11 @@ def load_model(path: str | Path, device: str = "auto"):
     return model.eval(), cfg, state
 
 
-def _attacks(threat: ThreatModel, attacks: Optional[List[str]], suite: Optional[str], steps: Optional[int],
-             restarts: int, step_size: Any, queries: Optional[int], loss: Optional[str], adaptive: Dict[str, Any]):
+def named_attacks(threat: ThreatModel, attacks: Optional[List[str]], suite: Optional[str] = None,
+                  steps: Optional[int] = None, restarts: int = 1, step_size: Any = None, queries: Optional[int] = None,
+                  loss: Optional[str] = None, adaptive: Optional[Dict[str, Any]] = None):
+    """Attacks keyed by their table label (``pgd-20``, ``apgd-100x5``, ``square-5000``): a suite, or a list."""
+    adaptive = adaptive or {}
     from ..attacks import ATTACKS, create_attack
     from ..attacks.base import check_step_size
     from ..threat import parse_eps
@@ -90,7 +93,7 @@ def evaluate_checkpoint(checkpoint: str | Path, attacks: Optional[List[str]] = N
     adaptive = {"eot": check_eot(eot), "bpda": bpda}
     model, cfg, state = load_model(checkpoint, device)
     threat = ThreatModel(norm or cfg.norm, eps if eps is not None else cfg.resolved_eps())
-    named = _attacks(threat, attacks, suite, steps, restarts, step_size, queries, loss, adaptive)
+    named = named_attacks(threat, attacks, suite, steps, restarts, step_size, queries, loss, adaptive)
     if bpda:  # fail now, with one line, rather than after the clean pass
         from ..attacks.adaptive import bpda_modules
         bpda_modules(model, bpda)
@@ -120,7 +123,7 @@ def evaluate_checkpoint(checkpoint: str | Path, attacks: Optional[List[str]] = N
         from .sweep import eps_sweep, write_sweep
 
         sweep_result = eps_sweep(model, x, y, threat, sweep,
-                                 lambda t: _attacks(t, attacks, suite, steps, restarts, step_size, queries, loss,
+                                 lambda t: named_attacks(t, attacks, suite, steps, restarts, step_size, queries, loss,
                                                     adaptive), batch_size=batch_size, seed=seed)
         record["sweep"] = sweep_result
         record["sweep_files"] = write_sweep(sweep_result, path.with_name(path.stem + "_sweep"),

@@ -56,16 +56,10 @@ def dataset_meta(data: Dataset) -> Dict[str, Any]:
 
 
 def eval_attacks(names, threat: ThreatModel, steps: int, restarts: int = 1) -> Dict[str, Any]:
-    """Named attacks for a results table, e.g. ``{"fgsm": FGSM, "pgd-20": PGD(20)}``."""
-    from ..attacks import create_attack
+    """Named attacks for a results table, labelled as ``armor eval`` labels them (``fgsm``, ``pgd-20``)."""
+    from ..eval.run import named_attacks  # eval.run imports this module: import at call time
 
-    attacks = {}
-    for name in names:
-        label = name
-        if name == "pgd":
-            label = f"pgd-{steps}" + (f"x{restarts}" if restarts > 1 else "")
-        attacks[label] = create_attack(name, threat, steps=steps, restarts=restarts)
-    return attacks
+    return named_attacks(threat, names, steps=steps, restarts=restarts)
 
 
 def _rng_state() -> Dict[str, Any]:
