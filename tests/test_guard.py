@@ -20,7 +20,7 @@ TINY = dict(method="fgsm_rs", eps=0.2, epochs=6, train_size=200, val_size=100, t
 def _inject(monkeypatch, monitor, train_robust):
     """Script the guard's PGD accuracy and the epoch's train robust accuracy: a collapse at epoch 4."""
     accs = iter(monitor)
-    monkeypatch.setattr(CatastrophicOverfittingGuard, "monitor_acc", lambda self, trainer: next(accs))
+    monkeypatch.setattr(CatastrophicOverfittingGuard, "monitor_acc", lambda self, trainer, eps=None: next(accs))
     original = Trainer.train_epoch
 
     def train_epoch(self, epoch):
@@ -58,6 +58,32 @@ def test_guard_ignores_a_run_that_gets_worse_on_both_train_and_monitor(tmp_path,
     summary = Trainer(TrainConfig(**TINY, guard="stop", out=str(tmp_path / "r")), progress=False).fit()
     assert summary["stop_reason"] is None
     assert len(read_jsonl(tmp_path / "r" / "metrics.jsonl")) == 6
+
+
+def test_during_the_eps_ramp_the_guard_attacks_at_the_ramped_eps_and_a_drop_after_it_is_no_collapse(
+        tmp_path, monkeypatch):
+    # a healthy ramped FGSM-RS run: PGD at the ramped ε is high, then lower once ε is full (a harder attack,
+    # not a collapse). Judged against the ramp epochs' numbers, the 38-point drop would have fired.
+    seen = []
+    accs = iter([60.0, 58.0, 22.0, 24.0, 25.0, 26.0])
+
+    def monitor(self, trainer, eps=None):
+        seen.append(eps)
+        return next(accs)
+
+    monkeypatch.setattr(CatastrophicOverfittingGuard, "monitor_acc", monitor)
+    summary = Trainer(TrainConfig(**TINY, eps_warmup=3, out=str(tmp_path / "r")), progress=False).fit()
+    assert summary["stop_reason"] is None
+    assert seen[:2] == [pytest.approx(0.2 / 3), pytest.approx(0.4 / 3)] and seen[2:] == [None] * 4
+    records = read_jsonl(tmp_path / "r" / "metrics.jsonl")
+    assert [r.get("guard_eps") for r in records][:3] == [pytest.approx(0.2 / 3), pytest.approx(0.4 / 3), None]
+
+
+def test_a_collapse_during_the_eps_ramp_still_fires(tmp_path, monkeypatch):
+    _inject(monkeypatch, [1.0] * 6, [77, 80, 90, 92, 93, 94])  # robust to FGSM at the ramped ε, to no PGD
+    summary = Trainer(TrainConfig(**TINY, eps_warmup=3, out=str(tmp_path / "r")), progress=False).fit()
+    assert "catastrophic overfitting at epoch 1" in summary["stop_reason"]
+    assert "at the ramped ε=0.06667" in summary["stop_reason"]
 
 
 def test_guard_is_on_by_default_only_for_single_step_methods(tmp_path):

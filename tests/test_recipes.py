@@ -19,6 +19,8 @@ def test_every_recipe_is_a_valid_config(path):
     assert cfg.out_dir().name == path.stem  # each recipe writes its own run folder
     if dataset in ("mnist", "fashion") and cfg.method != "standard":
         assert cfg.eps_warmup >= 1  # from-scratch AT at ε=0.3 sat at chance without a ramp
+    if cfg.model in ("preact_resnet18", "wide_resnet"):  # the GPU recipes keep their best epoch and stop
+        assert cfg.steps == 10 and cfg.resolved_eps() == pytest.approx(8 / 255) and cfg.early_stop_patience > 0
 
 
 def test_a_run_stuck_at_chance_is_stopped_and_reported(tmp_path):

@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional
 
 from ..attacks import PGD
 from ..eval.robust import evaluate
+from ..threat import ThreatModel
 from . import distributed
 from .checkpoint import load_checkpoint
 from .trainer import Callback
@@ -50,16 +51,26 @@ class CatastrophicOverfittingGuard(Callback):
             log.warning("guard: no validation split, so the monitor batch comes from the training data")
             self.x, self.y = data.x_train[: self.batch], data.y_train[: self.batch]
 
-    def monitor_acc(self, trainer) -> float:
-        attack = PGD(trainer.threat, steps=self.steps)
+    def monitor_acc(self, trainer, eps: Optional[float] = None) -> float:
+        """PGD accuracy on the monitor batch, at the run's ε or at ``eps`` (the ramped ε of ``eps_warmup``)."""
+        threat = trainer.threat if eps is None else ThreatModel(trainer.threat.norm, eps)
+        attack = PGD(threat, steps=self.steps)
         # evaluate_split merges the ranks' shares under torchrun, so every rank takes the same decision
         res = distributed.evaluate_split(trainer.dist, evaluate, trainer.model, self.x, self.y, {"pgd": attack},
                                          batch_size=512)
         return res["attacks"]["pgd"]["robust_acc"]
 
     def on_epoch_end(self, trainer, epoch: int, record: Dict[str, Any]) -> None:
+        # While ε still ramps up (eps_warmup), the training attack has not reached the run's ε: PGD at the full
+        # ε would fail a healthy model. The monitor then attacks at the ε training has reached, only the floor
+        # rule applies (a model robust to the training attack but to no PGD), and the best is not updated.
+        eps = trainer.eps_at(epoch + 1)
+        ramping = eps < trainer.threat.eps
         whole_val = len(trainer.data.x_val) and len(self.y) == len(trainer.data.x_val)
-        if whole_val and "val_robust_acc" in record and self.steps == trainer.cfg.val_steps:
+        if ramping:
+            acc = self.monitor_acc(trainer, eps)
+            record["guard_eps"] = eps
+        elif whole_val and "val_robust_acc" in record and self.steps == trainer.cfg.val_steps:
             acc = record["val_robust_acc"]  # the validation just ran this very attack on these images
         else:
             acc = self.monitor_acc(trainer)
@@ -67,14 +78,16 @@ class CatastrophicOverfittingGuard(Callback):
         train_acc = record.get("train_robust_acc")
         # without a train robust accuracy (a clean-trained run) only the drop from the best counts
         gap_ok = train_acc is None or train_acc - acc >= self.drop
-        collapsed = gap_ok and (self.best_acc - acc >= self.drop or (train_acc is not None and acc < self.floor))
+        dropped = not ramping and self.best_acc - acc >= self.drop
+        collapsed = gap_ok and (dropped or (train_acc is not None and acc < self.floor))
         if not collapsed:
-            if acc > self.best_acc:
+            if acc > self.best_acc and not ramping:
                 self.best_acc, self.best_epoch = acc, epoch + 1
             return
         self.fired_epoch = epoch + 1
         reason = (f"catastrophic overfitting at epoch {epoch + 1}: PGD-{self.steps} accuracy on the "
                   f"{len(self.y)}-image monitor batch is {acc:.1f}%"
+                  + (f" at the ramped ε={eps:.4g}" if ramping else "")
                   + (f" (best {self.best_acc:.1f}% at epoch {self.best_epoch})" if self.best_epoch else "")
                   + (f" while train robust accuracy is {train_acc:.1f}%" if train_acc is not None else ""))
         record["guard"] = "fired"
