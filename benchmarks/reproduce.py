@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from armor.config import TrainConfig
 from armor.eval.run import evaluate_checkpoint
 from armor.reports import format_table, write_json
@@ -44,11 +46,17 @@ def run_recipe(config: Path, suite_n: int, data_dir: str | None, out_root: Path)
     train_s = time.perf_counter() - start
     ckpt = out_root / name / "best.pt"
     start = time.perf_counter()
-    pgd = evaluate_checkpoint(ckpt, attacks=["pgd"], steps=100, out=str(out_root / name / "eval_pgd100.json"),
-                              checks=False)
+    test = summary["test"]
+    if "pgd-100" in test.get("attacks", {}):  # the run already tested its best checkpoint with PGD-100
+        pgd = {"result": test}
+    else:
+        pgd = evaluate_checkpoint(ckpt, attacks=["pgd"], steps=100, out=str(out_root / name / "eval_pgd100.json"),
+                                  checks=False)
     suite = evaluate_checkpoint(ckpt, suite="standard", n=suite_n, out=str(out_root / name / "eval_standard.json"),
                                 checks=True)
-    eval_s = time.perf_counter() - start
+    # train_seconds: the epochs (training + per-epoch validation); eval_seconds: everything after them
+    eval_s = time.perf_counter() - start + (train_s - summary["train_seconds"])
+    train_s = summary["train_seconds"]
     record = {
         "recipe": name, "config": cfg.to_dict(), "epochs_run": len((out_root / name / "metrics.jsonl").read_text()
                                                                  .splitlines()),
@@ -57,8 +65,9 @@ def run_recipe(config: Path, suite_n: int, data_dir: str | None, out_root: Path)
         "test_n": pgd["result"]["n"], "suite_n": suite["result"]["n"],
         "suite_clean_acc": suite["result"]["clean_acc"], "worst_case_acc": suite["result"]["worst_case_acc"],
         "checks": suite.get("checks"), "train_seconds": round(train_s, 1), "eval_seconds": round(eval_s, 1),
-        "reference": REFERENCES.get(name),
+        "reference": REFERENCES.get(name), "torch": torch.__version__, "threads": torch.get_num_threads(),
     }
+    RESULTS.mkdir(parents=True, exist_ok=True)
     write_json(RESULTS / f"{name}.json", record)
     return record
 
