@@ -64,6 +64,8 @@ def run_recipe(config: Path, suite_n: int, data_dir: str | None, out_root: Path)
         "clean_acc": pgd["result"]["clean_acc"], "pgd100_acc": pgd["result"]["attacks"]["pgd-100"]["robust_acc"],
         "test_n": pgd["result"]["n"], "suite_n": suite["result"]["n"],
         "suite_clean_acc": suite["result"]["clean_acc"], "worst_case_acc": suite["result"]["worst_case_acc"],
+        # cumulative: accuracy after this attack and all before it (APGD-CE, APGD-T, then black-box Square)
+        "suite_attacks": {k: v["robust_acc_partial"] for k, v in suite["result"]["attacks"].items()},
         "checks": suite.get("checks"), "train_seconds": round(train_s, 1), "eval_seconds": round(eval_s, 1),
         "reference": REFERENCES.get(name), "torch": torch.__version__, "threads": torch.get_num_threads(),
     }
@@ -73,16 +75,22 @@ def run_recipe(config: Path, suite_n: int, data_dir: str | None, out_root: Path)
 
 
 def table(records: list[dict]) -> str:
-    header = ["recipe", "epochs", "clean", "PGD-100", "worst case (std suite)", "published (clean / PGD / AA)",
-              "train + eval min"]
+    header = ["recipe", "epochs", "test n", "clean", "PGD-100", "APGD-CE → +APGD-T → +Square = worst case",
+              "published (clean / PGD / AA)", "train + eval min"]
     rows = []
     for r in records:
         ref = r.get("reference")
         published = "—" if not ref else f"{ref[0]}: " + " / ".join("—" if v is None else f"{v:g}" for v in ref[1:])
-        rows.append([r["recipe"], f"{r['epochs_run']}/{r['config']['epochs']}", f"{r['clean_acc']:.1f}",
-                     f"{r['pgd100_acc']:.1f}", f"{r['worst_case_acc']:.1f} (n={r['suite_n']})", published,
+        rows.append([r["recipe"], f"{r['epochs_run']}/{r['config']['epochs']}", str(r["test_n"]),
+                     f"{r['clean_acc']:.1f}",
+                     f"{r['pgd100_acc']:.1f}", _suite_cell(r), published,
                      f"{(r['train_seconds'] + r['eval_seconds']) / 60:.1f}"])
     return format_table(header, rows, markdown=True)
+
+
+def _suite_cell(r: dict) -> str:
+    steps = " → ".join(f"{v:.1f}" for v in r["suite_attacks"].values())
+    return f"{steps} = **{r['worst_case_acc']:.1f}** (n={r['suite_n']})"
 
 
 def main() -> int:
@@ -92,8 +100,12 @@ def main() -> int:
     parser.add_argument("--suite-n", type=int, default=1000, help="fixed test points for the standard suite")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", default="runs/reproduce")
+    parser.add_argument("--tables", action="store_true", help="only rewrite <dataset>.md from the results JSON")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.tables:
+        print(write_table(args.dataset))
+        return 0
     configs = sorted((ROOT / "configs").glob(f"{args.dataset}_*.yaml"))
     if args.only:
         configs = [c for c in configs if c.stem[len(args.dataset) + 1:] in args.only]
@@ -105,11 +117,16 @@ def main() -> int:
     for config in configs:
         records.append(run_recipe(config, args.suite_n, args.data_dir, Path(args.out)))
         print(table(records[-1:]), flush=True)
-    md = table(sorted((r for r in (_load(p) for p in RESULTS.glob(f"{args.dataset}_*.json")) if r),
-                      key=lambda r: r["recipe"]))
-    (RESULTS / f"{args.dataset}.md").write_text(md + "\n")
-    print(md)
+    print(write_table(args.dataset))
     return 0
+
+
+def write_table(dataset: str) -> str:
+    """benchmarks/results/<dataset>.md: one row per recipe that has a results JSON."""
+    md = table(sorted((r for r in (_load(p) for p in RESULTS.glob(f"{dataset}_*.json")) if r),
+                      key=lambda r: r["recipe"]))
+    (RESULTS / f"{dataset}.md").write_text(md + "\n")
+    return md
 
 
 def _load(path: Path):
