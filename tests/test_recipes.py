@@ -17,8 +17,10 @@ def test_every_recipe_is_a_valid_config(path):
     dataset = path.stem.split("_")[0]
     assert cfg.dataset_key == {"fashion": "fashion_mnist"}.get(dataset, dataset)
     assert cfg.out_dir().name == path.stem  # each recipe writes its own run folder
-    if dataset in ("mnist", "fashion") and cfg.method != "standard":
-        assert cfg.eps_warmup >= 1  # from-scratch AT at ε=0.3 sat at chance without a ramp
+    if dataset in ("mnist", "fashion") and cfg.method in ("pgd_at", "trades", "dummy"):
+        assert cfg.eps_warmup >= 1  # from-scratch PGD-AT at ε=0.3 sat at chance without a ramp
+    if cfg.method == "fgsm_rs" and dataset in ("mnist", "fashion"):
+        assert cfg.method_options == {"clamp_start": False}  # clamped into the box first, MNIST collapsed
     if cfg.model in ("preact_resnet18", "wide_resnet"):  # the GPU recipes keep their best epoch and stop
         assert cfg.steps == 10 and cfg.resolved_eps() == pytest.approx(8 / 255) and cfg.early_stop_patience > 0
 
