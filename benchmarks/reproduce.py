@@ -112,7 +112,6 @@ def main() -> int:
     if not configs:
         print(f"no recipes match {args.dataset} {args.only or ''}", file=sys.stderr)
         return 2
-    RESULTS.mkdir(parents=True, exist_ok=True)
     records = []
     for config in configs:
         records.append(run_recipe(config, args.suite_n, args.data_dir, Path(args.out)))

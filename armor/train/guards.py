@@ -11,7 +11,6 @@ from typing import Any, Dict, List, Optional
 
 from ..attacks import PGD
 from ..eval.robust import evaluate
-from ..threat import ThreatModel
 from . import distributed
 from .checkpoint import load_checkpoint
 from .trainer import Callback
@@ -53,7 +52,7 @@ class CatastrophicOverfittingGuard(Callback):
 
     def monitor_acc(self, trainer, eps: Optional[float] = None) -> float:
         """PGD accuracy on the monitor batch, at the run's ε or at ``eps`` (the ramped ε of ``eps_warmup``)."""
-        threat = trainer.threat if eps is None else ThreatModel(trainer.threat.norm, eps)
+        threat = trainer.threat if eps is None else trainer.threat.scaled(eps)
         attack = PGD(threat, steps=self.steps)
         # evaluate_split merges the ranks' shares under torchrun, so every rank takes the same decision
         res = distributed.evaluate_split(trainer.dist, evaluate, trainer.model, self.x, self.y, {"pgd": attack},
