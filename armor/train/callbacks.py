@@ -103,6 +103,9 @@ class _AveragedCandidate(Callback):
         if state["averaged"] is not None:
             self._pending = state["averaged"]
 
+    def on_train_start(self, trainer: "Trainer") -> None:
+        self._restore_pending()
+
     def _restore_pending(self) -> None:
         pending = getattr(self, "_pending", None)
         if pending is not None:
@@ -121,9 +124,6 @@ class EMA(_AveragedCandidate):
         self.decay = float(decay)
         self.averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(self.decay), use_buffers=True)
 
-    def on_train_start(self, trainer: "Trainer") -> None:
-        self._restore_pending()
-
     def on_step_end(self, trainer: "Trainer", out: StepOutput) -> None:
         self.averaged.update_parameters(trainer.model)
 
@@ -141,9 +141,6 @@ class SWA(_AveragedCandidate):
         super().__init__()
         self.start = int(start)
         self.averaged = AveragedModel(model)
-
-    def on_train_start(self, trainer: "Trainer") -> None:
-        self._restore_pending()
 
     def on_epoch_end(self, trainer: "Trainer", epoch: int, record: Dict[str, Any]) -> None:
         if epoch + 1 >= self.start:
