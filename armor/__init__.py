@@ -1,16 +1,43 @@
-"""armor: adversarial training and honest robustness evaluation on PyTorch."""
-__version__ = "0.1.0"
+"""armor: adversarial training and honest robustness evaluation on PyTorch.
 
-from .attacks import ATTACKS, create_attack  # noqa: E402
-from .config import TrainConfig  # noqa: E402
-from .data import load_dataset  # noqa: E402
-from .errors import UserError  # noqa: E402
-from .eval import accuracy, evaluate  # noqa: E402
-from .methods import METHODS, create_method  # noqa: E402
-from .models import MODELS, create_model  # noqa: E402
-from .threat import ThreatModel, parse_eps  # noqa: E402
-from .train import train  # noqa: E402
+The names below are imported on first use (PEP 562), so ``import armor`` and the ``armor`` command start
+without loading torch until something needs it.
+"""
+from __future__ import annotations
 
-__all__ = ["ATTACKS", "METHODS", "MODELS", "ThreatModel", "TrainConfig", "UserError", "accuracy",
-           "create_attack", "create_method", "create_model", "evaluate", "load_dataset", "parse_eps", "train",
-           "__version__"]
+import importlib
+from typing import Any
+
+from .version import __version__
+
+#: public name → module that defines it
+_EXPORTS = {
+    "ATTACKS": "attacks", "create_attack": "attacks", "suite_attacks": "attacks", "SUITES": "attacks",
+    "METHODS": "methods", "create_method": "methods",
+    "MODELS": "models", "create_model": "models", "Normalize": "models", "ModelSpec": "models",
+    "build_model": "models",
+    "ThreatModel": "threat", "parse_eps": "threat",
+    "TrainConfig": "config", "EvalConfig": "config",
+    "UserError": "errors",
+    "load_dataset": "data",
+    "accuracy": "eval", "evaluate": "eval",
+    "evaluate_checkpoint": "eval.run",
+    "load_model": "checkpoints",
+    "train": "train", "Trainer": "train",
+    "Evaluation": "results", "TrainingRecord": "results", "EvaluationRecord": "results", "read_record": "results",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'armor' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list:
+    return __all__

@@ -24,14 +24,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .accel import Precision, maybe_compile, resolve_amp, to_memory_format, use_channels_last
 from .attacks import PGD
 from .data import load_dataset
+from .device import pick_device
 from .errors import UserError
 from .methods import create_method
 from .models import create_model
 from .threat import DEFAULT_EPS, ThreatModel
-from .train.accel import Precision, maybe_compile, resolve_amp, to_memory_format, use_channels_last
-from .train.trainer import pick_device
 
 log = logging.getLogger("armor")
 
@@ -264,10 +264,10 @@ def compare_trainers(epochs: int = 10, steps: int = 10, batch_size: int = 120, s
     armor_test = evaluate(trainer.model, data.x_test, data.y_test, attacks)
     art_test = evaluate(model.eval(), data.x_test, data.y_test, attacks)
     return {"epochs": epochs, "steps": steps, "batch_size": batch_size, "eps": eps,
-            "armor": {"seconds": armor_seconds, "clean_acc": armor_test["clean_acc"],
-                      "pgd20_acc": armor_test["attacks"]["pgd-20"]["robust_acc"]},
-            "art": {"seconds": art_seconds, "clean_acc": art_test["clean_acc"],
-                    "pgd20_acc": art_test["attacks"]["pgd-20"]["robust_acc"]},
+            "armor": {"seconds": armor_seconds, "clean_acc": armor_test.clean_acc,
+                      "pgd20_acc": armor_test.acc("pgd-20")},
+            "art": {"seconds": art_seconds, "clean_acc": art_test.clean_acc,
+                    "pgd20_acc": art_test.acc("pgd-20")},
             "art_over_armor": art_seconds / armor_seconds,
             "art_over_armor_epoch_median": statistics.median(a / b for a, b in zip(art_times, armor_times))}
 

@@ -1,4 +1,11 @@
-"""The ``armor`` command line: train, eval, demo, list. User mistakes → one line on stderr, exit 2."""
+"""The ``armor`` command line. User mistakes → one line on stderr (``armor: error: ...``), exit 2.
+
+The flags of ``train``, ``sweep`` and ``eval`` are derived from the config declarations
+(:class:`armor.config.TrainConfig`, :class:`armor.config.EvalConfig`): one definition per option gives its
+flag, its help and its check. Only the chosen command's parser is built, help texts that list registry
+contents are rendered only when shown, and nothing here imports torch before a command runs, so
+``armor --version``, ``--help`` and argument errors answer quickly.
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,144 +13,121 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
-from .errors import UserError
+from .errors import UserError, did_you_mean
 
 log = logging.getLogger("armor")
 
 
 class _Parser(argparse.ArgumentParser):
+    #: the command being parsed, for the hint in error messages
+    command: Optional[str] = None
+
     def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too by default)
-        raise UserError(f"{self.prog}: {message}")
+        command = self.prog.split(" ", 1)[1] if " " in self.prog else self.command
+        hint = ""
+        if message.startswith("unrecognized arguments: "):
+            flag = message.split(": ", 1)[1].split()[0]
+            known = [o for parser in [self, *self._subparsers_of()] for a in parser._actions for o in a.option_strings]
+            hint = did_you_mean(flag, known)
+        raise UserError(f"{message}{hint} (see armor {command + ' ' if command else ''}--help)")
+
+    def _subparsers_of(self) -> List[argparse.ArgumentParser]:
+        subs = [a for a in self._actions if isinstance(a, argparse._SubParsersAction)]
+        return [p for a in subs for name, p in a.choices.items() if name == self.command]
 
 
-# flag → config key, for the train command (all read as strings and validated by TrainConfig)
-TRAIN_FLAGS = {
-    "dataset": "dataset name (digits, mnist, fashion_mnist, cifar10), an .npz path or a CIFAR-10 python folder",
-    "data_dir": "folder holding mnist.npz etc. (default $ARMOR_DATA_DIR, ./data, ../shared/data)",
-    "train_size": "use a fixed subset of this many training examples",
-    "val_size": "held-out validation examples taken from the training set",
-    "test_size": "evaluate on a fixed subset of this many test examples",
-    "augment": "auto, none, translate, crop_flip, strong",
-    "model": "mlp, small_cnn, tiny_cnn, preact_resnet18, wide_resnet",
-    "method": "standard, pgd_at, trades, mart, fgsm_rs, free, dummy (see `armor list`)",
-    "norm": "linf or l2",
-    "eps": "perturbation budget in [0,1] pixel units, e.g. 0.3 or 8/255 (default: the dataset's usual one)",
-    "steps": "PGD steps during training",
-    "step_size": "PGD step size during training (default 2.5·eps/steps)",
-    "clean_weight": "weight w of the clean loss in (1-w)·CE(adv) + w·CE(clean)",
-    "beta": "TRADES/MART weight of the robust term (default 6; larger = more robust, less accurate)",
-    "replays": "Free AT: replays m of each minibatch (default 4); divide --epochs by m for equal cost",
-    "guard": "catastrophic-overfitting guard: auto (stop for fgsm_rs/free), off, stop, rollback",
-    "guard_drop": "guard fires when monitor PGD accuracy falls this many points below its best (default 30)",
-    "guard_batch": "guard monitor batch size, from the validation split (default 256)",
-    "guard_steps": "PGD steps of the guard's monitor attack (default 10)",
-    "chance_patience": "stop after this many epochs of training accuracy at chance (default 3, 0 = never)",
-    "eps_warmup": "epochs of linear ε ramp-up from 0",
-    "epochs": "training epochs",
-    "batch_size": "batch size",
-    "optimizer": "sgd or adam",
-    "lr": "base learning rate",
-    "momentum": "SGD momentum",
-    "weight_decay": "weight decay",
-    "schedule": "constant, piecewise, cosine, onecycle",
-    "val_every": "robust validation every N epochs",
-    "val_steps": "PGD steps of the robust validation",
-    "best_by": "which validation accuracy picks best.pt: auto, robust, clean",
-    "val_subset": "validate on the first N validation examples only (fixed subset)",
-    "test_every": "also log test clean/PGD accuracy every N epochs (0 = never)",
-    "test_subset": "... on the first N test examples",
-    "early_stop_patience": "stop after N validations without a better best.pt (0 = never)",
-    "ema_decay": "keep an EMA of the weights (e.g. 0.999) as an extra candidate, best_ema.pt (0 = off)",
-    "swa_start": "keep an SWA average of the weights from this epoch on, best_swa.pt (0 = off)",
-    "nan_policy": "on a NaN/Inf loss: stop (default) or skip the step",
-    "eval_steps": "PGD steps of the final test evaluation",
-    "eval_restarts": "PGD restarts of the final test evaluation",
-    "seed": "random seed",
-    "device": "auto, cpu, cuda, cuda:N, mps",
-    "out": "run folder (default runs/<dataset>_<method>)",
-}
+class _LazyHelp:
+    """Help text computed only when argparse shows it (it may ask a registry, which imports torch)."""
+
+    def __init__(self, make: Callable[[], str]):
+        self._make, self._text = make, None
+
+    def __str__(self) -> str:
+        if self._text is None:
+            self._text = self._make().replace("%", "%%")
+        return self._text
+
+    def __mod__(self, params: Any) -> str:
+        return str(self) % params
+
+    def strip(self) -> str:
+        return str(self).strip()
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __contains__(self, item: str) -> bool:
+        return item in str(self)
 
 
-def _add_train_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="YAML file of TrainConfig keys (see configs/)")
-    for key, text in TRAIN_FLAGS.items():
-        p.add_argument("--" + key.replace("_", "-"), dest=key, default=None, help=text)
-    p.add_argument("--eval-attacks", dest="eval_attacks", nargs="+", default=None,
-                   help="attacks of the final test table (fgsm, fgsm_rs, pgd)")
+def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple = ()) -> List[str]:
+    """One flag per declared field of ``cls`` (grouped as the config groups them); returns the field names.
+    Every default is ``None`` = "not given", so only what the user typed reaches the config."""
+    from .config import flag_groups, help_text
+
+    names: List[str] = []
+    for title, group_fields in flag_groups(cls):
+        group = parser.add_argument_group(title)
+        for f in group_fields:
+            if f.name in skip:
+                continue
+            kind = f.metadata["check"].kind
+            kw: Dict[str, Any] = {"dest": f.name, "default": None,
+                                  "help": _LazyHelp(lambda f=f: help_text(f))}
+            if kind == "bool":
+                kw["action"] = argparse.BooleanOptionalAction
+            elif kind == "switch":
+                kw.update(nargs="?", const=True, metavar="auto|true|false")
+            elif kind in ("list", "mapping"):
+                kw.update(nargs="+", metavar="KEY=VALUE" if kind == "mapping" else f.name.upper())
+            else:
+                kw["metavar"] = f.name.upper()
+            kw.update(f.metadata["flag"])
+            group.add_argument("--" + f.name.replace("_", "-"), **kw)
+            names.append(f.name)
+    return names
 
 
-def _build_parser() -> _Parser:
-    from . import __version__
+def _given(args: argparse.Namespace, names: List[str]) -> Dict[str, Any]:
+    return {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
 
-    parser = _Parser(prog="armor", description="Adversarial training and honest robustness evaluation.")
-    parser.add_argument("--version", action="version", version=f"armor {__version__}")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train a model (standard or adversarial) and evaluate it",
-                       description="Train one run. Flags override the --config YAML file.")
-    _add_train_flags(p)
-    p.add_argument("--amp", nargs="?", const="bf16", default=None, metavar="MODE",
-                   help="mixed precision: auto (bf16 on CUDA, off on CPU; the default), off, bf16, fp16; "
-                        "--amp alone = bf16")
-    p.add_argument("--channels-last", dest="channels_last", action="store_const", const=True, default=None,
-                   help="channels_last memory format (default: on for CNNs on CUDA, off on CPU)")
-    p.add_argument("--compile", action="store_const", const=True, default=None,
-                   help="torch.compile the model for the training step (slow first epoch)")
-    p.add_argument("--sync-bn", dest="sync_bn", action="store_const", const=True, default=None,
-                   help="SyncBatchNorm across torchrun processes (CUDA)")
+# -- the commands' parsers ---------------------------------------------------------------------------------------
+def _train_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML file of config keys (see configs/); flags override it")
+    p.set_defaults(config_fields=add_config_flags(p, _train_config()))
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
 
-    p = sub.add_parser("eval", help="evaluate a checkpoint under attacks (worst case, sanity checks)",
-                       description="Clean and robust accuracy of a checkpoint on its dataset's test split: by "
-                                   "default the standard suite (APGD-CE, APGD-T, Square) as a worst case, then "
-                                   "gradient-masking sanity checks. Interrupted runs resume from <out>.state.json.")
-    p.add_argument("--checkpoint", required=True, help="RUN/best.pt or RUN/last.pt")
-    p.add_argument("--suite", default=None, help="quick (PGD-20), standard (APGD-CE, APGD-T, Square; the "
-                                                   "default), full (standard with more restarts and queries)")
-    p.add_argument("--attack", nargs="+", default=None,
-                   help="run these attacks instead of a suite, each on every example (fgsm, fgsm_rs, pgd, apgd, "
-                        "apgd_t, square)")
-    p.add_argument("--steps", default=None, help="steps of gradient attacks (default: 20 for --attack, 100 for "
-                                                 "the standard/full suites)")
-    p.add_argument("--restarts", default="1", help="random restarts of --attack attacks (default 1)")
-    p.add_argument("--step-size", dest="step_size", default=None, help="PGD step size (default 2.5·eps/steps)")
-    p.add_argument("--queries", default=None, help="Square query budget per example (default 5000)")
-    p.add_argument("--loss", default=None, help="loss of pgd/apgd: ce, or dlr (invariant to rescaled logits)")
-    p.add_argument("--eot", default="1", help="adaptive: average each gradient over N forward passes "
-                                              "(randomised models)")
-    p.add_argument("--bpda", nargs="*", default=None, metavar="LAYER",
-                   help="adaptive: straight-through gradients through these layers (names as in "
-                        "model.named_modules()); with no names, through every layer marked non_differentiable")
-    p.add_argument("--eps", default=None, help="budget (default: the one the model was trained for)")
-    p.add_argument("--norm", default=None, help="linf or l2 (default: the training norm)")
-    p.add_argument("--sweep", nargs="+", default=None, metavar="EPS",
-                   help="also sweep these budgets (e.g. 0.05 0.1 8/255): <out>_sweep.json/.csv/.png")
-    p.add_argument("--corruptions", action="store_true",
-                   help="also report accuracy under natural corruptions (7 kinds × 5 severities)")
-    p.add_argument("--no-checks", dest="checks", action="store_false", help="skip the gradient-masking checks")
-    p.add_argument("--check-n", dest="check_n", default="200", help="examples the checks use (default 200)")
-    p.add_argument("--split", default="test", choices=["test", "val"], help="which split (default test)")
-    p.add_argument("--n", default=None, help="evaluate only the first N examples")
-    p.add_argument("--batch-size", dest="batch_size", default="256", help="evaluation batch size")
-    p.add_argument("--data-dir", dest="data_dir", default=None, help="where mnist.npz etc. live")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
-    p.add_argument("--seed", default="0", help="random seed of the attacks")
-    p.add_argument("--out", default=None, help="results JSON (default: eval.json beside the checkpoint)")
 
-    p = sub.add_parser("demo", help="standard vs PGD-AT on the embedded digits data, as a table",
-                       description="Train a standard and a PGD-AT SmallCNN on digits (L∞ ε=0.2) and compare.")
+def _sweep_parser(p: argparse.ArgumentParser) -> None:
+    from .config import SWEEP_PARAMS
+
+    p.add_argument("--param", required=True, help="the config key to vary: " + ", ".join(SWEEP_PARAMS))
+    p.add_argument("--values", required=True, nargs="+", help="the values to train with")
+    p.add_argument("--config", help="YAML file of config keys (see configs/); flags override it")
+    p.set_defaults(config_fields=add_config_flags(p, _train_config()))
+    p.add_argument("--overwrite", action="store_true", help="replace existing runs of the sweep")
+    p.add_argument("--no-pareto-plot", dest="pareto_plot", action="store_false", help="skip pareto.png")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+
+
+def _eval_parser(p: argparse.ArgumentParser) -> None:
+    from .config import EvalConfig
+
+    p.set_defaults(config_fields=add_config_flags(p, EvalConfig))
+
+
+def _demo_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/demo", help="folder for the two runs (default runs/demo)")
     p.add_argument("--epochs", default="30", help="epochs per model (default 30)")
     p.add_argument("--seed", default="0", help="random seed")
 
-    p = sub.add_parser("bench", help="time clean, PGD-AT and third-party steps side by side",
-                       description="Median times of a clean training step, armor's PGD-k AT step, a minimal "
-                                   "hand-written AT step, and PGD from armor / torchattacks / ART, on one model "
-                                   "and batch, with ratios to the hand loop and to the (k+1)× clean-step floor.")
+
+def _bench_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="small_cnn", help="registered model (default small_cnn)")
     p.add_argument("--dataset", default="digits", help="real batch from this dataset (default digits)")
     p.add_argument("--input-shape", dest="input_shape", default=None,
@@ -165,45 +149,95 @@ def _build_parser() -> _Parser:
     p.add_argument("--epochs", default="10", help="epochs for --trainers (default 10)")
     p.add_argument("--json", default=None, help="also write the result dict to this JSON file")
 
-    p = sub.add_parser("sweep", help="train one run per value of a parameter; clean vs robust table + Pareto plot",
-                       description="Grid over one parameter (e.g. --param beta --values 0.1 1 6 --method trades). "
-                                   "Writes OUT/sweep.json, sweep.csv, sweep.md and pareto.png; one run per value "
-                                   "in OUT/<param>=<value>/. Other flags as for train.")
-    p.add_argument("--param", required=True, help="beta, eps, clean_weight, method, replays, steps")
-    p.add_argument("--values", required=True, nargs="+", help="the values to train with")
-    _add_train_flags(p)
-    p.add_argument("--overwrite", action="store_true", help="replace existing runs of the sweep")
-    p.add_argument("--no-plot", dest="plot", action="store_false", help="skip pareto.png")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
 
-    p = sub.add_parser("report", help="one self-contained HTML report (or a Markdown table) from run folders",
-                       description="Render the runs' JSON (config, learning curves, accuracy per attack and "
-                                   "worst case, ε sweeps, corruptions, sanity checks, trade-off, example images, "
-                                   "saliency) into one HTML file with embedded images. Rendering never runs a model; "
-                                   "--compute-figures first runs each run's best.pt once to store the example "
-                                   "images and input gradients (figures.npz) beside its JSON.")
+def _report_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (armor train --out ...)")
     p.add_argument("-o", "--out", default=None, help="HTML file to write (default report.html; with --markdown "
-                                                      "only when given)")
+                                                      "only when given); its plots are written beside it")
     p.add_argument("--markdown", action="store_true", help="print a README-ready Markdown accuracy table")
     p.add_argument("--title", default=None, help="page title")
     p.add_argument("--compute-figures", dest="compute_figures", action="store_true",
-                   help="first compute example images and saliency from each run's best.pt (once; stored as "
-                        "figures.npz/figures.json in the run folder)")
+                   help="first run `armor figures` on each run (example images and saliency from best.pt, "
+                        "stored as figures.npz/figures.json in the run folder)")
+    _figures_options(p)
+
+
+def _figures_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--figures-n", dest="figures_n", default="8", help="test images in the figures (default 8)")
     p.add_argument("--figures-steps", dest="figures_steps", default="20",
                    help="PGD steps of the adversarial examples (default 20)")
-    p.add_argument("--device", default="auto", help="device for --compute-figures: auto, cpu, cuda, mps")
+    p.add_argument("--device", default="auto", help="device for the figures: auto, cpu, cuda, mps")
 
-    p = sub.add_parser("export", help="write a checkpoint's weights as .safetensors (no pickle, no code)",
-                       description="Export the model weights of an armor checkpoint to the safetensors format; "
-                                   "the run's config and dataset metadata go into the file's metadata.")
+
+def _figures_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders holding best.pt")
+    _figures_options(p)
+
+
+def _export_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="RUN/best.pt, RUN/last.pt, RUN/best_ema.pt, ...")
     p.add_argument("--out", default=None, help="output file (default: the checkpoint's name with .safetensors)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
-    sub.add_parser("list", help="list the registered models, attacks and methods")
+
+def _train_config() -> type:
+    from .config import TrainConfig
+
+    return TrainConfig
+
+
+#: command → (one-line help, description, parser builder)
+COMMANDS: Dict[str, tuple] = {
+    "train": ("train a model (standard or adversarial) and evaluate it",
+              "Train one run. Flags override the --config YAML file; every option is listed once below.",
+              _train_parser),
+    "eval": ("evaluate a checkpoint under attack (worst case, sanity checks)",
+             "Clean and robust accuracy of a checkpoint on its dataset's test split: by default the standard suite "
+             "(APGD-CE, APGD-T, Square) as a worst case, then gradient-masking sanity checks. Interrupted runs "
+             "resume from <out>.state.json.", _eval_parser),
+    "sweep": ("train one run per value of a parameter; clean vs robust table + Pareto plot",
+              "Grid over one parameter (e.g. --param beta --values 0.1 1 6 --method trades). Writes OUT/sweep.json, "
+              "sweep.csv, sweep.md and pareto.png; one run per value in OUT/<param>=<value>/. Other flags as for "
+              "train.", _sweep_parser),
+    "report": ("one self-contained HTML report (or a Markdown table) from run folders",
+               "Render the runs' records (config, learning curves, accuracy per attack and worst case, ε sweeps, "
+               "corruptions, sanity checks, trade-off, example images, saliency) into one HTML file with embedded "
+               "images. Rendering never runs a model and never writes into the run folders.", _report_parser),
+    "figures": ("compute a run's example images and input-gradient saliency once (for the report)",
+                "Run each run's best.pt once: PGD examples and input gradients of the first test image of each "
+                "class, stored as figures.npz/figures.json in the run folder.", _figures_parser),
+    "export": ("write a checkpoint's weights as .safetensors (no pickle, no code)",
+               "Export the model weights of an armor checkpoint to the safetensors format; the run's config and "
+               "model description go into the file's metadata.", _export_parser),
+    "demo": ("standard vs PGD-AT on the embedded digits data, as a table",
+             "Train a standard and a PGD-AT SmallCNN on digits (L∞ ε=0.2) and compare.", _demo_parser),
+    "bench": ("time clean, PGD-AT and third-party steps side by side",
+              "Median times of a clean training step, armor's PGD-k AT step, a minimal hand-written AT step, and PGD "
+              "from armor / torchattacks / ART, on one model and batch, with ratios to the hand loop and to the "
+              "(k+1)× clean-step floor.", _bench_parser),
+    "list": ("list the registered models, attacks, methods, suites and schedules with their options",
+             "Every registry entry and the options it takes.", lambda p: None),
+}
+
+
+def build_parser(command: Optional[str] = None) -> _Parser:
+    """The ``armor`` parser; only ``command``'s sub-parser gets its flags (the others are listed, not built)."""
+    from .version import __version__
+
+    parser = _Parser(prog="armor", description="Adversarial training and honest robustness evaluation.",
+                     allow_abbrev=False)
+    parser.command = command
+    parser.add_argument("--version", action="version", version=f"armor {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+    for name, (short, description, build) in COMMANDS.items():
+        p = sub.add_parser(name, help=short, description=description, allow_abbrev=False)
+        if name == command:
+            build(p)
     return parser
+
+
+def _command_of(argv: List[str]) -> Optional[str]:
+    return next((a for a in argv if a in COMMANDS), None)
 
 
 def _int(value: Any, name: str, minimum: int = 1) -> int:
@@ -216,107 +250,103 @@ def _int(value: Any, name: str, minimum: int = 1) -> int:
     return number
 
 
+# -- train and sweep -------------------------------------------------------------------------------------------------
+def train_overrides(args: argparse.Namespace) -> Dict[str, Any]:
+    """The config values the user gave: the --config file, then the flags over it (one builder for train and sweep)."""
+    from .config import read_yaml
+
+    values: Dict[str, Any] = read_yaml(args.config) if args.config else {}
+    values.update(_given(args, args.config_fields))
+    return values
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .config import TrainConfig
     from .reports import accuracy_rows, format_table
     from .train import train
 
-    overrides: Dict[str, Any] = {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None}
-    if args.eval_attacks is not None:
-        overrides["eval_attacks"] = args.eval_attacks
-    for key in ("amp", "channels_last", "compile", "sync_bn"):
-        if getattr(args, key) is not None:
-            overrides[key] = getattr(args, key)
-    if args.resume and not args.out and not args.config:
+    values = train_overrides(args)
+    if args.resume and not values.get("out"):
         raise UserError("--resume needs the run folder: pass --out RUN")
-    if args.resume and "epochs" not in overrides and not args.config:
+    if args.resume and "epochs" not in values:
         # without --epochs a resumed run finishes the epochs it was started with, not the default
-        from .train.checkpoint import load_checkpoint
+        from .io import load_checkpoint
 
-        last = Path(args.out) / "last.pt"
+        last = Path(values["out"]) / "last.pt"
         if last.is_file():
-            overrides["epochs"] = load_checkpoint(last)["config"]["epochs"]
-    cfg = TrainConfig.from_yaml(args.config, overrides) if args.config else TrainConfig.from_dict(overrides)
-    summary = train(cfg, resume=args.resume, overwrite=args.overwrite, progress=None if not args.quiet else False)
+            values["epochs"] = load_checkpoint(last)["config"]["epochs"]
+    cfg = TrainConfig.from_dict(values)
+    record = train(cfg, resume=args.resume, overwrite=args.overwrite, progress=None if not args.quiet else False)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
         return 0
-    named = {f"{summary['method']} (best epoch {summary['best_epoch']})": summary["test"]}
-    for name, cand in summary.get("candidates", {}).items():
+    named = {f"{record.method} (best epoch {record.best_epoch})": record.test}
+    for name, cand in record.candidates.items():
         if name != "best":
-            named[f"{name} (best epoch {cand['epoch']})"] = cand["test"]
+            named[f"{name} (best epoch {cand.epoch})"] = cand.test
     header, rows = accuracy_rows(named)
     print(format_table(header, rows))
-    if summary.get("stop_reason"):
-        print(f"stopped early: {summary['stop_reason']}")
-    print(f"results: {summary['run']}/results.json")
+    if record.stop_reason:
+        print(f"stopped early: {record.stop_reason}")
+    print(f"results: {record.run}/results.json")
     return 0
 
 
-def _train_overrides(args: argparse.Namespace) -> Dict[str, Any]:
-    from .config import read_yaml
-
-    overrides: Dict[str, Any] = read_yaml(args.config) if args.config else {}
-    overrides.update({k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None})
-    if args.eval_attacks is not None:
-        overrides["eval_attacks"] = args.eval_attacks
-    return overrides
-
-
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .reports.sweep import sweep_rows, write_sweep
     from .reports import format_table
+    from .reports.sweep import sweep_rows, write_sweep
     from .train.sweep import run_sweep
 
-    base = _train_overrides(args)
+    base = train_overrides(args)
     out = base.pop("out", None) or f"runs/sweep_{args.param}"
     sweep = run_sweep(base, args.param, args.values, out, overwrite=args.overwrite,
                       progress=None if not args.quiet else False)
-    paths = write_sweep(sweep, out, plot=args.plot)
+    paths = write_sweep(sweep, out, plot=args.pareto_plot)
     header, rows = sweep_rows(sweep)
     print(format_table(header, rows))
     print("results: " + ", ".join(paths.values()))
     return 0
 
 
+# -- eval --------------------------------------------------------------------------------------------------------------
 def cmd_eval(args: argparse.Namespace) -> int:
+    from .config import EvalConfig
     from .eval.checks import format_checks
-    from .eval.run import evaluate_checkpoint
+    from .eval.run import evaluate_checkpoint, output_path
     from .reports import accuracy_rows, format_table
 
-    result = evaluate_checkpoint(
-        args.checkpoint, attacks=args.attack, suite=args.suite,
-        steps=None if args.steps is None else _int(args.steps, "steps"), restarts=_int(args.restarts, "restarts"),
-        step_size=args.step_size, eps=args.eps, norm=args.norm, split=args.split,
-        n=None if args.n is None else _int(args.n, "n"), batch_size=_int(args.batch_size, "batch_size"),
-        data_dir=args.data_dir, device=args.device, out=args.out,
-        queries=None if args.queries is None else _int(args.queries, "queries"), loss=args.loss,
-        eot=_int(args.eot, "eot"), bpda=(args.bpda or True) if args.bpda is not None else None,
-        checks=args.checks, check_n=_int(args.check_n, "check_n"), sweep=args.sweep,
-        corruptions=args.corruptions, seed=_int(args.seed, "seed", 0))
-    res = result["result"]
-    header, rows = accuracy_rows({Path(args.checkpoint).name: res})
-    suite = f", suite {result['suite']}" if result["suite"] else ""
-    print(f"{result['dataset']} {result['split']} ({res['n']} examples), {result['threat_str']}{suite}")
+    values = _given(args, args.config_fields)
+    if "checkpoint" not in values:
+        raise UserError("armor eval needs --checkpoint RUN/best.pt")
+    options = EvalConfig.from_dict(values)
+    record = evaluate_checkpoint(options.checkpoint, options)
+    res = record.result
+    header, rows = accuracy_rows({Path(options.checkpoint).name: res}, mark_cumulative=True)
+    suite = f", suite {record.suite}" if record.suite else ""
+    threat = f"{'L∞' if record.threat['norm'] == 'linf' else 'L2'} ε={record.threat['eps']:.4g}"
+    print(f"{record.dataset} {record.split} ({res.n} examples), {threat}{suite}")
     print(format_table(header, rows))
-    if res["mode"] == "ensemble":
-        print("broken by: " + ", ".join(f"{k} {v}" for k, v in res["broken_by"].items())
-              + f"; forward passes {res['forward_passes']}")
-    if "autoattack_acc" in result:
-        print(f"worst case over the {result['suite']} suite: {result['autoattack_acc']:.1f} %")
-    if "checks" in result:
-        print(format_checks(result["checks"]))
-    if "corruptions" in result:
-        cor = result["corruptions"]
+    if res.mode == "ensemble":
+        print("† after this attack and every one before it; broken by: "
+              + ", ".join(f"{k} {v}" for k, v in res.broken_by.items()) + f"; forward passes {res.forward_passes}")
+        print(f"worst case over the {record.suite} suite: {res.worst_case_acc:.1f} %"
+              + (f" (reduced budget: {'; '.join(record.reduced)})" if record.reduced else ""))
+    if record.checks is not None:
+        print(format_checks(record.checks))
+    if record.corruptions is not None:
+        cor = record.corruptions
         print("corruptions (mean over 5 severities): " + ", ".join(
             f"{k} {v['mean']:.1f}" for k, v in cor["corruptions"].items()) + f"; mean {cor['mean_corrupted_acc']:.1f}")
-    for f in result.get("sweep_files", []):
-        print(f"sweep: {f}")
-    print(f"results: {result['path']}")
+    path = output_path(options)
+    if record.sweep is not None:
+        stem = path.with_name(path.stem + "_sweep")
+        print(f"sweep: {stem}.json, {stem}.csv")
+    print(f"results: {path}")
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .train.checkpoint import export_safetensors, load_checkpoint
+    from .checkpoints import spec_of
+    from .io import export_safetensors, load_checkpoint
 
     state = load_checkpoint(args.checkpoint)
     out = Path(args.out) if args.out else Path(args.checkpoint).with_suffix(".safetensors")
@@ -324,8 +354,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UserError(f"{str(out)!r} already exists; pass --overwrite to replace it or choose another --out")
     if not out.parent.is_dir():
         raise UserError(f"cannot write {str(out)!r}: folder {str(out.parent)!r} does not exist")
-    meta = {"config": state["config"], "dataset": state["dataset"], "epoch": state["epoch"],
-            "armor_version": state.get("armor_version")}
+    meta = {"config": state["config"], "dataset": state["dataset"], "model_spec": spec_of(state).to_dict(),
+            "epoch": state["epoch"], "armor_version": state.get("armor_version")}
     try:
         export_safetensors(state["model"], out, meta)
     except OSError as exc:
@@ -355,9 +385,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from .bench import compare_trainers, format_bench, format_trainers, run_bench
-    from .reports import write_json
+    from .config import parse_amp
+    from .io import write_json
     from .threat import parse_eps
-    from .train.accel import parse_amp
 
     if args.trainers:
         result = compare_trainers(epochs=_int(args.epochs, "epochs"), steps=_int(args.steps, "steps"))
@@ -375,7 +405,7 @@ def _bench(args: argparse.Namespace) -> int:
         MODELS.get(args.model)
         result = run_bench(model=args.model, dataset=args.dataset, input_shape=shape, batch=_int(args.batch, "batch"),
                            steps=_int(args.steps, "steps"), eps=None if args.eps is None else parse_eps(args.eps),
-                           repeats=_int(args.repeats, "repeats"), device=args.device, amp=parse_amp(args.amp),
+                           repeats=_int(args.repeats, "repeats"), device=args.device, amp=parse_amp("amp", args.amp),
                            channels_last=args.channels_last, compile=args.compile, third_party=args.third_party)
         print(format_bench(result))
     if args.json:
@@ -383,21 +413,37 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _figures(args: argparse.Namespace) -> None:
+    from .eval.figures import compute_figures
+
+    n, steps = _int(args.figures_n, "figures_n"), _int(args.figures_steps, "figures_steps")
+    for run in args.runs:
+        compute_figures(run, n=n, steps=steps, device=args.device)
+
+
+def _check_runs(runs: List[str]) -> None:
+    for run in runs:  # every mistake before anything is computed or written
+        if not Path(run).is_dir():
+            raise UserError(f"run folder {run!r} does not exist or is not a folder")
+
+
+def cmd_figures(args: argparse.Namespace) -> int:
+    _check_runs(args.runs)
+    _figures(args)
+    for run in args.runs:
+        print(f"figures: {Path(run) / 'figures.npz'}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .reports.html import load_runs, markdown_table, render_html
 
-    for run in args.runs:  # every mistake before anything is computed or written
-        if not Path(run).is_dir():
-            raise UserError(f"run folder {run!r} does not exist or is not a folder")
+    _check_runs(args.runs)
     out = args.out if args.out is not None else (None if args.markdown else "report.html")
     if out is not None and not Path(out).resolve().parent.is_dir():
         raise UserError(f"cannot write report {out!r}: its folder does not exist")
-    if args.compute_figures:
-        from .eval.figures import compute_figures
-
-        n, steps = _int(args.figures_n, "figures_n"), _int(args.figures_steps, "figures_steps")
-        for run in args.runs:
-            compute_figures(run, n=n, steps=steps, device=args.device)
+    if args.compute_figures:  # a step before rendering; the renderer itself never writes into run folders
+        _figures(args)
     runs = load_runs(args.runs)
     if args.markdown:
         print(markdown_table(runs))
@@ -408,26 +454,42 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_list(_: argparse.Namespace) -> int:
-    from . import ATTACKS, METHODS, MODELS
+    from .attacks import ATTACKS, SUITES
+    from .methods import METHODS
+    from .models import MODELS
+    from .schedules import SCHEDULES
+
+    def entries(registry) -> str:
+        lines = []
+        for name in registry.names():
+            opts = ", ".join(f"{k}={p.default!r}" if p.default is not p.empty else k
+                             for k, p in registry.options(name).items())
+            lines.append(f"  {name}" + (f" ({opts})" if opts else ""))
+        return "\n".join(lines)
 
     for title, registry in (("models", MODELS), ("attacks", ATTACKS), ("methods", METHODS)):
-        print(f"{title}: {', '.join(registry.names())}")
+        print(f"{title}:\n{entries(registry)}")
+    print("suites: " + ", ".join(SUITES))
+    print("schedules: " + ", ".join(SCHEDULES.names()))
     return 0
 
 
+HANDLERS = {"train": cmd_train, "sweep": cmd_sweep, "eval": cmd_eval, "export": cmd_export, "demo": cmd_demo,
+            "bench": cmd_bench, "report": cmd_report, "figures": cmd_figures, "list": cmd_list}
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    parser = _build_parser()
     try:
+        parser = build_parser(_command_of(argv))
         args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help()
             return 0
         if getattr(args, "quiet", False):
             logging.getLogger("armor").setLevel(logging.WARNING)
-        commands = {"train": cmd_train, "sweep": cmd_sweep, "eval": cmd_eval, "export": cmd_export, "demo": cmd_demo,
-                    "bench": cmd_bench, "report": cmd_report, "list": cmd_list}
-        return commands[args.command](args)
+        return HANDLERS[args.command](args)
     except UserError as exc:
         print(f"armor: error: {exc}", file=sys.stderr)
         return 2
@@ -438,3 +500,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+

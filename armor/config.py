@@ -1,164 +1,416 @@
-"""Run configuration: a dataclass read from YAML and/or CLI flags, validated with one-line errors."""
+"""Run configuration: every option of ``armor train`` and ``armor eval``, each defined once.
+
+A field is declared with :func:`option` — its group, default, check and help text in one place. From these
+declarations come the YAML validation (:meth:`TrainConfig.validate`), the ``armor train`` / ``armor eval`` /
+``armor sweep`` flags and their help (:mod:`armor.cli` iterates :func:`fields_of`), and the error messages.
+
+Rules the validation enforces:
+
+- **Nothing is dropped.** An unknown key is an error (with a close-match suggestion). A method option the user
+  set (``steps``, ``step_size``, ``clean_weight``, ``beta``, ``replays`` or a ``method_options`` entry) that the
+  chosen method does not take is an error; their defaults are ``None`` ("the method's own default"), so a
+  default never is. Options whose switch is off (``momentum`` with Adam, guard settings with the guard off,
+  ``eval_steps`` with no iterative final-test attack, ...) are errors when set to anything but their default.
+- **Parsed once.** ε (``8/255``), norms, numbers and names are parsed here; :attr:`TrainConfig.threat` is the
+  one :class:`~armor.threat.ThreatModel` the run uses.
+- **Flat YAML.** Recipes stay flat (``eps: 0.3``, ``method: pgd_at``); the groups organise help and docs.
+
+This module imports no torch at import time (``armor --help`` and argument errors stay fast); validation
+asks the registries lazily.
+"""
 from __future__ import annotations
 
 import dataclasses
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
-from .errors import UserError
-from .threat import DEFAULT_EPS, parse_eps, parse_norm
+from .budgets import DEFAULT_EPS, parse_eps, parse_norm
+from .errors import UserError, did_you_mean
 
-OPTIMIZERS = ("sgd", "adam")
-GUARD_ACTIONS = ("auto", "off", "stop", "rollback")
+# -- checks: how a value is read and what is allowed -------------------------------------------------------------
+Lazy = Callable[[], Sequence[str]]
+
+
+@dataclass(frozen=True)
+class Check:
+    """``parse(name, value) -> value`` (raises ``UserError``) and ``describe()`` for help texts."""
+
+    parse: Callable[[str, Any], Any]
+    describe: Callable[[], str]
+    kind: str = "value"              # value | bool | switch | list | mapping: how the flag reads it
+
+
+def _int_check(minimum: int) -> Check:
+    def parse(name: str, value: Any) -> int:
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise UserError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
+        return value
+    return Check(parse, lambda: f"integer ≥ {minimum}")
+
+
+def _number_check(low: Optional[float] = None, high: Optional[float] = None, low_open: bool = False,
+                  below: Optional[float] = None) -> Check:
+    lo = "" if low is None else (f"> {low:g}" if low_open else f"≥ {low:g}")
+    hi = "" if high is None else f"≤ {high:g}"
+    hi = f"< {below:g}" if below is not None else hi
+    text = "number " + " and ".join(p for p in (lo, hi) if p)
+
+    def parse(name: str, value: Any) -> float:
+        try:
+            number = float(value) if not isinstance(value, bool) else math.nan
+        except (TypeError, ValueError):
+            number = math.nan
+        bad = not math.isfinite(number) or (low is not None and (number <= low if low_open else number < low)) \
+            or (high is not None and number > high) or (below is not None and number >= below)
+        if bad:
+            raise UserError(f"{name} must be a {text}, got {value!r}")
+        return number
+    return Check(parse, lambda: text)
+
+
+def _eps_check() -> Check:
+    return Check(lambda name, value: parse_eps(value, name), lambda: "a budget such as 0.3 or 8/255")
+
+
+def _choice_check(choices: Sequence[str] | Lazy, what: str) -> Check:
+    def names() -> List[str]:
+        return list(choices() if callable(choices) else choices)
+
+    def parse(name: str, value: Any) -> str:
+        allowed = names()
+        if not isinstance(value, str) or value not in allowed:
+            raise UserError(f"unknown {what} {value!r}{did_you_mean(str(value), allowed)}; "
+                            f"choose one of: {', '.join(allowed)}")
+        return value
+    return Check(parse, lambda: "one of: " + ", ".join(names()))
+
+
+def _text_check(describe: str = "text") -> Check:
+    def parse(name: str, value: Any) -> str:
+        if isinstance(value, (dict, list, bool)) or value is None:
+            raise UserError(f"{name} must be {describe}, got {value!r}")
+        return str(value)
+    return Check(parse, lambda: describe)
+
+
+_TRUE, _FALSE = ("true", "on", "yes", "1"), ("false", "off", "no", "0")
+
+
+def _bool_check() -> Check:
+    def parse(name: str, value: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+        raise UserError(f"{name} must be true or false, got {value!r}")
+    return Check(parse, lambda: "true or false", kind="bool")
+
+
+def parse_switch(name: str, value: Any) -> Any:
+    """``auto``, or a yes/no value written as YAML or a flag writes it."""
+    if isinstance(value, bool) or value == "auto":
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise UserError(f"{name} must be auto, true or false, got {value!r}")
+
+
+def _switch_check() -> Check:
+    return Check(parse_switch, lambda: "auto, true or false", kind="switch")
+
+
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+
+
+def parse_amp(name: str, value: Any) -> str:
+    """``auto | off | bf16 | fp16`` (``true`` → bf16, ``false``/``none`` → off)."""
+    text = {True: "bf16", False: "off", None: "auto"}.get(value, value) if isinstance(value, (bool, type(None))) \
+        else str(value).strip().lower()
+    text = {"on": "bf16", "true": "bf16", "bfloat16": "bf16", "float16": "fp16", "half": "fp16",
+            "false": "off", "none": "off", "no": "off"}.get(text, text)
+    if text not in AMP_MODES:
+        raise UserError(f"{name} must be one of {', '.join(AMP_MODES)}, got {value!r}")
+    return text
+
+
+def _mapping_check() -> Check:
+    def parse(name: str, value: Any) -> Dict[str, Any]:
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):  # KEY=VALUE flags
+            out: Dict[str, Any] = {}
+            for item in value:
+                key, sep, text = item.partition("=")
+                if not sep or not key:
+                    raise UserError(f"{name} takes KEY=VALUE pairs, got {item!r}")
+                out[key] = yaml.safe_load(text) if text else None
+            value = out
+        if not isinstance(value, dict):
+            raise UserError(f"{name} must be a mapping, got {value!r}")
+        return dict(value)
+    return Check(parse, lambda: "KEY=VALUE pairs (YAML: a mapping)", kind="mapping")
+
+
+def _names_check(choices: Lazy, what: str, eps: bool = False) -> Check:
+    one = _eps_check() if eps else _choice_check(choices, what)
+
+    def parse(name: str, value: Any) -> List[Any]:
+        items = [value] if isinstance(value, (str, int, float)) and not isinstance(value, bool) else value
+        if not isinstance(items, (list, tuple)) or not items:
+            raise UserError(f"{name} must be a list of {one.describe()}, got {value!r}")
+        return [one.parse(name, v) for v in items]
+    return Check(parse, lambda: "one or more of: " + ", ".join(choices()) if not eps else "budgets such as 0.1 8/255",
+                 kind="list")
+
+
+def _device_check() -> Check:
+    from .device import DEVICES, check_device_name
+
+    return Check(lambda name, value: check_device_name(value), lambda: ", ".join(DEVICES))
+
+
+# registries are asked lazily: importing them imports torch
+def _models() -> List[str]:
+    from .models import MODELS
+    return MODELS.names()
+
+
+def _methods() -> List[str]:
+    from .methods import METHODS
+    return METHODS.names()
+
+
+def _attacks() -> List[str]:
+    from .attacks import ATTACKS
+    return ATTACKS.names()
+
+
+def _schedules() -> List[str]:
+    from .schedules import SCHEDULES
+    return SCHEDULES.names()
+
+
+def _augments() -> List[str]:
+    from .data.augment import PRESETS
+    return ["auto", *PRESETS]
+
+
+def _suites() -> List[str]:
+    from .attacks.suites import SUITES
+    return list(SUITES)
+
+
+def _losses() -> List[str]:
+    from .losses import LOSSES
+    return LOSSES.names()
+
+
+def option(default: Any, group: str, help: str, check: Check, *, optional: bool = False,
+           flag: Optional[Dict[str, Any]] = None) -> Any:
+    """A config field: default, group, help and check in one declaration. ``optional``: ``None`` is allowed
+    (and means "not set"). ``flag``: extra argparse settings for its command-line flag."""
+    meta = {"group": group, "help": help, "check": check, "optional": optional or default is None,
+            "flag": flag or {}}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def fields_of(cls: type) -> List[dataclasses.Field]:
+    """The declared options of a config class, in declaration order."""
+    return [f for f in fields(cls) if "check" in f.metadata]
+
+
+def _validate_fields(obj: Any) -> None:
+    for f in fields_of(obj):
+        value = getattr(obj, f.name)
+        if value is None and f.metadata["optional"]:
+            continue
+        setattr(obj, f.name, f.metadata["check"].parse(f.name, value))
+
+
+def _default(cls: type, name: str) -> Any:
+    f = next(f for f in fields(cls) if f.name == name)
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def _changed(obj: Any, name: str) -> bool:
+    return getattr(obj, name) != _default(type(obj), name)
+
+
+def _from_mapping(cls: type, values: Mapping[str, Any], where: str) -> Any:
+    if not isinstance(values, Mapping):
+        raise UserError(f"{where} must hold a mapping of keys to values, got {type(values).__name__}")
+    known = [f.name for f in fields_of(cls)]
+    for key in values:
+        if key not in known:
+            raise UserError(f"unknown config key {key!r}{did_you_mean(str(key), known)}; allowed keys: "
+                            f"{', '.join(sorted(known))}")
+    return cls(**dict(values))
+
+
+GROUPS = {
+    "data": "data", "model": "model", "threat": "threat model", "method": "training method",
+    "optimisation": "optimisation and LR schedule", "validation": "validation and robust overfitting",
+    "guards": "guards", "evaluation": "final test evaluation", "speed": "speed", "run": "run",
+    "source": "what to evaluate", "attacks": "attacks", "adaptive": "adaptive attacks", "extras": "extra measurements",
+}
+
+#: the config keys ``armor sweep`` may vary
+SWEEP_PARAMS = ("beta", "eps", "clean_weight", "method", "replays", "steps")
+
+#: the method options that have a config key of their own (the rest go in ``method_options``)
+METHOD_OPTION_KEYS = ("steps", "step_size", "clean_weight", "beta", "replays")
 
 
 @dataclass
 class TrainConfig:
-    # data
-    dataset: str = "digits"
-    data_dir: Optional[str] = None
-    train_size: Optional[int] = None
-    val_size: Optional[int] = None
-    test_size: Optional[int] = None
-    augment: str = "auto"
-    # model
-    model: str = "small_cnn"
-    model_options: Dict[str, Any] = field(default_factory=dict)
-    # method and its threat model
-    method: str = "pgd_at"
-    norm: str = "linf"
-    eps: Any = None                   # None → the dataset's usual budget
-    steps: int = 7                    # PGD steps during training
-    step_size: Any = None             # None → 2.5·ε/steps
-    clean_weight: float = 0.0
-    eps_warmup: int = 0               # epochs of linear ε ramp from 0
-    method_options: Dict[str, Any] = field(default_factory=dict)  # extra keyword options of the method
-    beta: Any = None                  # TRADES/MART robust-term weight (None → the method's default, 6)
-    replays: int = 4                  # Free AT: replays m of each minibatch (scale epochs by 1/m)
-    # catastrophic-overfitting guard (armor/train/guards.py): PGD on a held-out monitor batch every epoch
-    guard: str = "auto"               # auto (on for fgsm_rs, free) | off | stop | rollback
-    guard_drop: float = 30.0          # fires when monitor PGD accuracy falls this many points below its best
-    guard_batch: int = 256            # monitor examples (from the validation split)
-    guard_steps: int = 10             # PGD steps on the monitor batch
-    chance_patience: int = 3          # stop after this many epochs of training accuracy at chance (0 = never)
-    # optimisation
-    epochs: int = 30
-    batch_size: int = 128
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: str = "constant"
-    # held-out robust validation every `val_every` epochs
-    val_every: int = 1
-    val_steps: int = 10
-    best_by: str = "auto"             # robust | clean | auto (robust for adversarial methods, clean for standard)
-    val_subset: Optional[int] = None  # validate on the first N val examples only (a fixed subset, for speed)
-    test_every: int = 0               # also log test clean/PGD accuracy every N epochs (0 = never; for curves)
-    test_subset: Optional[int] = None  # ... on the first N test examples
-    early_stop_patience: int = 0      # stop after N validations without a better best.pt (0 = never)
-    ema_decay: float = 0.0            # EMA of the weights as an extra candidate, e.g. 0.999 (0 = off)
-    swa_start: int = 0                # SWA: equal average of the weights from this epoch on (0 = off)
-    nan_policy: str = "stop"          # non-finite loss: stop the run, or skip the step
-    plot: bool = True                 # write learning_curves.png (needs matplotlib)
-    # final test evaluation
-    eval_attacks: List[str] = field(default_factory=lambda: ["fgsm", "pgd"])
-    eval_steps: int = 20
-    eval_restarts: int = 1
-    # run
-    seed: int = 0
-    device: str = "auto"
-    # speed (see armor/train/accel.py): auto = bf16 + channels_last on CUDA, off on CPU
-    amp: str = "auto"                 # auto | off | bf16 | fp16
-    channels_last: Any = "auto"       # auto | true | false
-    compile: bool = False             # torch.compile the training step's model
-    sync_bn: bool = False             # SyncBatchNorm across torchrun processes (CUDA only)
-    out: Optional[str] = None
+    # -- data
+    dataset: str = option("digits", "data", "dataset name (digits, mnist, fashion_mnist, cifar10), an .npz file "
+                          "(x_train, y_train, x_test, y_test) or a CIFAR-10 python folder", _text_check())
+    data_dir: Optional[str] = option(None, "data", "folder holding mnist.npz etc. (default $ARMOR_DATA_DIR, ./data, "
+                                     "../shared/data)", _text_check("a folder"))
+    train_size: Optional[int] = option(None, "data", "train on a fixed subset of this many examples", _int_check(1))
+    val_size: Optional[int] = option(None, "data", "validation examples held out of the training set (default: "
+                                     "200 for digits, else 1000)", _int_check(0))
+    test_size: Optional[int] = option(None, "data", "test on a fixed subset of this many examples", _int_check(1))
+    augment: str = option("auto", "data", "training augmentation (auto: crop+flip for 32×32 images, else none)",
+                          _choice_check(_augments, "augmentation"))
+    # -- model
+    model: str = option("small_cnn", "model", "architecture", _choice_check(_models, "model"))
+    model_options: Dict[str, Any] = option({}, "model", "options of the architecture (e.g. width=64)",
+                                           _mapping_check())
+    # -- threat model
+    norm: str = option("linf", "threat", "norm of the perturbation budget",
+                       Check(lambda name, value: parse_norm(value), lambda: "linf or l2"))
+    eps: Any = option(None, "threat", "perturbation budget in [0,1] input units (default: the dataset's usual one: "
+                      "cifar10 8/255, mnist 0.3, fashion_mnist 0.1, digits 0.2)", _eps_check())
+    eps_warmup: int = option(0, "threat", "epochs over which ε ramps up linearly from 0 (adversarial methods)",
+                             _int_check(0))
+    # -- training method
+    method: str = option("pgd_at", "method", "training method (armor list shows each one's options)",
+                         _choice_check(_methods, "method"))
+    steps: Optional[int] = option(None, "method", "steps of the inner attack", _int_check(1))
+    step_size: Any = option(None, "method", "step of the inner attack (kept as a fraction of ε under eps_warmup)",
+                            Check(lambda name, value: parse_eps(value, name),
+                                  lambda: "a positive number such as 0.01 or 2/255"))
+    clean_weight: Optional[float] = option(None, "method", "weight w of the clean loss in (1-w)·CE(adv) + w·CE(clean)",
+                                           _number_check(0.0, 1.0))
+    beta: Optional[float] = option(None, "method", "weight of the robust term (larger = more robust, less accurate)",
+                                   _number_check(0.0))
+    replays: Optional[int] = option(None, "method", "replays m of each minibatch; divide epochs by m for equal cost",
+                                    _int_check(1))
+    method_options: Dict[str, Any] = option({}, "method", "other options of the method, e.g. clamp_start=false "
+                                            "(fgsm_rs), w_adv=1 (dummy)", _mapping_check())
+    # -- optimisation
+    epochs: int = option(30, "optimisation", "training epochs", _int_check(1))
+    batch_size: int = option(128, "optimisation", "batch size (the global batch under torchrun)", _int_check(1))
+    optimizer: str = option("adam", "optimisation", "optimizer", _choice_check(("sgd", "adam"), "optimizer"))
+    lr: float = option(1e-3, "optimisation", "base learning rate", _number_check(0.0, low_open=True))
+    momentum: float = option(0.9, "optimisation", "SGD momentum (sgd only)", _number_check(0.0, 1.0))
+    weight_decay: float = option(0.0, "optimisation", "weight decay", _number_check(0.0))
+    schedule: str = option("constant", "optimisation", "LR schedule", _choice_check(_schedules, "schedule"))
+    nan_policy: str = option("stop", "optimisation", "on a NaN/Inf loss: stop the run, or skip the step",
+                             Check(lambda name, value: _nan_policy(value), lambda: "stop or skip"))
+    # -- validation and robust overfitting
+    val_every: int = option(1, "validation", "robust validation every N epochs", _int_check(1))
+    val_steps: int = option(10, "validation", "PGD steps of the robust validation", _int_check(1))
+    best_by: str = option("auto", "validation", "which validation accuracy picks best.pt (auto: robust for "
+                          "adversarial methods, clean for standard)",
+                          Check(lambda name, value: _best_by(value), lambda: "auto, robust or clean"))
+    val_subset: Optional[int] = option(None, "validation", "validate on the first N validation examples only",
+                                       _int_check(1))
+    test_every: int = option(0, "validation", "also log test clean/PGD accuracy every N epochs (0 = never)",
+                             _int_check(0))
+    test_subset: Optional[int] = option(None, "validation", "... on the first N test examples (needs test_every)",
+                                        _int_check(1))
+    early_stop_patience: int = option(0, "validation", "stop after N validations without a better best.pt "
+                                      "(0 = never)", _int_check(0))
+    ema_decay: float = option(0.0, "validation", "keep an EMA of the weights (e.g. 0.999) as a candidate, "
+                              "best_ema.pt (0 = off)", _number_check(0.0, below=1.0))
+    swa_start: int = option(0, "validation", "keep an SWA average from this epoch on, best_swa.pt (0 = off)",
+                            _int_check(0))
+    # -- guards
+    guard: str = option("auto", "guards", "catastrophic-overfitting guard (auto: stop for fgsm_rs and free, off "
+                        "otherwise)", _choice_check(("auto", "off", "stop", "rollback"), "guard"))
+    guard_drop: float = option(30.0, "guards", "the guard fires when monitor PGD accuracy falls this many points",
+                               _number_check(0.0, 100.0, low_open=True))
+    guard_batch: int = option(256, "guards", "guard monitor examples (from the validation split)", _int_check(1))
+    guard_steps: int = option(10, "guards", "PGD steps of the guard's monitor attack", _int_check(1))
+    chance_patience: int = option(3, "guards", "stop after N epochs of training accuracy at chance (0 = never)",
+                                  _int_check(0))
+    # -- final test evaluation
+    eval_attacks: List[str] = option(["fgsm", "pgd"], "evaluation", "attacks of the final test table",
+                                     _names_check(_attacks, "attack"))
+    eval_steps: int = option(20, "evaluation", "steps of the iterative final-test attacks", _int_check(1))
+    eval_restarts: int = option(1, "evaluation", "restarts of the final-test attacks that restart (pgd, apgd)",
+                                _int_check(1))
+    # -- speed
+    amp: str = option("auto", "speed", "mixed precision of the training step (auto: bf16 on CUDA, off on CPU)",
+                      Check(parse_amp, lambda: "auto, off, bf16, fp16"), flag={"nargs": "?", "const": "bf16"})
+    channels_last: Any = option("auto", "speed", "channels_last memory format (auto: CNNs on CUDA)", _switch_check())
+    compile: bool = option(False, "speed", "torch.compile the training step (slow first epoch)", _bool_check())
+    sync_bn: bool = option(False, "speed", "SyncBatchNorm across torchrun processes (CUDA only)", _bool_check())
+    # -- run
+    seed: int = option(0, "run", "random seed", _int_check(0))
+    device: str = option("auto", "run", "device", _device_check())
+    plot: bool = option(True, "run", "write learning_curves.png (needs matplotlib)", _bool_check())
+    out: Optional[str] = option(None, "run", "run folder (default runs/<dataset>_<method>)", _text_check("a folder"))
 
     def __post_init__(self) -> None:
         self.validate()
 
-    # -- validation -----------------------------------------------------------------------------
+    # -- validation -----------------------------------------------------------------------------------------------
     def validate(self) -> "TrainConfig":
-        from .attacks import ATTACKS
-        from .data.augment import PRESETS
+        _validate_fields(self)
         from .methods import METHODS
-        from .models import MODELS
-        from .train.schedule import SCHEDULES
 
-        MODELS.get(self.model)
-        METHODS.get(self.method)
-        for name in self.eval_attacks:
-            ATTACKS.get(name)
-        self.norm = parse_norm(self.norm)
-        if self.eps is not None:
-            self.eps = parse_eps(self.eps)
-        if self.step_size is not None:
-            self.step_size = parse_eps(self.step_size, "step_size")
-        for name in ("steps", "replays", "guard_batch", "guard_steps", "epochs", "batch_size", "val_every", "val_steps", "eval_steps", "eval_restarts"):
-            _positive_int(self, name)
-        for name in ("train_size", "test_size"):
-            if getattr(self, name) is not None:
-                _positive_int(self, name)
-        for name in ("val_subset", "test_subset"):
-            if getattr(self, name) is not None:
-                _positive_int(self, name)
-        for name in ("val_size", "eps_warmup", "seed", "chance_patience", "test_every", "early_stop_patience",
-                     "swa_start"):
-            if getattr(self, name) is not None:
-                _positive_int(self, name, minimum=0)
-        _number(self, "lr", low=0.0, low_open=True)
-        _number(self, "momentum", low=0.0, high=1.0)
-        _number(self, "weight_decay", low=0.0)
-        _number(self, "clean_weight", low=0.0, high=1.0)
-        _number(self, "guard_drop", low=0.0, high=100.0, low_open=True)
-        if self.beta is not None:
-            _number(self, "beta", low=0.0)
-        if self.guard not in GUARD_ACTIONS:
-            raise UserError(f"unknown guard {self.guard!r}; choose one of: {', '.join(GUARD_ACTIONS)}")
-        _number(self, "ema_decay", low=0.0, high=1.0)
-        if self.ema_decay == 1.0:
-            raise UserError("ema_decay must be below 1 (1 would never move the average), got 1")
-        if self.nan_policy not in ("stop", "skip"):
-            raise UserError(f"nan_policy must be stop or skip, got {self.nan_policy!r}")
-        if isinstance(self.plot, str) and self.plot.lower() in ("true", "false", "yes", "no", "1", "0"):
-            self.plot = self.plot.lower() in ("true", "yes", "1")
-        if not isinstance(self.plot, bool):
-            raise UserError(f"plot must be true or false, got {self.plot!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise UserError(f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
-        if self.schedule not in SCHEDULES:
-            raise UserError(f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
-        if self.augment != "auto" and self.augment not in PRESETS:
-            raise UserError(f"unknown augmentation {self.augment!r}; choose one of: auto, {', '.join(PRESETS)}")
-        if self.best_by not in ("auto", "robust", "clean"):
-            raise UserError(f"best_by must be auto, robust or clean, got {self.best_by!r}")
-        if self.device not in ("auto", "cpu", "cuda", "mps") and not str(self.device).startswith("cuda:"):
-            raise UserError(f"unknown device {self.device!r}; choose one of: auto, cpu, cuda, cuda:N, mps")
-        from .train.accel import parse_amp, parse_switch
-
-        self.amp = parse_amp(self.amp)
-        self.channels_last = parse_switch(self.channels_last, "channels_last")
-        for name in ("compile", "sync_bn"):
-            value = parse_switch(getattr(self, name), name)
-            if value == "auto":
-                raise UserError(f"{name} must be true or false, got 'auto'")
-            setattr(self, name, value)
-        if not isinstance(self.method_options, dict):
-            raise UserError(f"method_options must be a mapping, got {self.method_options!r}")
-        _check_options(METHODS.get(self.method), self.method_options, f"method {self.method!r}")
+        method = METHODS.get(self.method)
         for key in self.method_options:
-            if key in {f.name for f in fields(self)}:
+            if key in METHOD_OPTION_KEYS:
                 raise UserError(f"method option {key!r} is a config key of its own; set {key}: at the top level")
-        if not isinstance(self.model_options, dict):
-            raise UserError(f"model_options must be a mapping, got {self.model_options!r}")
+        options = self.method_kwargs()
+        METHODS.check(self.method, options)
+        from .methods import create_method
+
+        create_method(self.method, self.threat, **options)  # the method checks its own values
+        if self.eps_warmup and not method.adversarial:
+            raise UserError(f"eps_warmup ramps the inner attack's ε; method {self.method!r} has no inner attack")
+        self._check_switches(method)
         return self
 
-    # -- derived values --------------------------------------------------------------------------
+    def _check_switches(self, method: Any) -> None:
+        """Options whose switch is off are errors when set (defaults are never errors)."""
+        if self.optimizer != "sgd" and _changed(self, "momentum"):
+            raise UserError(f"momentum applies to optimizer sgd only; optimizer is {self.optimizer!r}")
+        guard_on = self.guard in ("stop", "rollback") or (self.guard == "auto" and method.guard_by_default)
+        for key in ("guard_drop", "guard_batch", "guard_steps"):
+            if not guard_on and _changed(self, key):
+                raise UserError(f"{key} applies only when the catastrophic-overfitting guard is on (guard: stop or "
+                                f"rollback; auto turns it on for fgsm_rs and free); method {self.method!r} with "
+                                f"guard {self.guard!r} has it off")
+        if self.test_subset is not None and not self.test_every:
+            raise UserError("test_subset applies only with test_every ≥ 1 (the per-epoch test measurement)")
+        from .attacks import ATTACKS
+
+        for key, option_name, what in (("eval_steps", "steps", "iterative"), ("eval_restarts", "restarts", "restart")):
+            if _changed(self, key) and not any(ATTACKS.takes(a, option_name) for a in self.eval_attacks):
+                takes = [a for a in ATTACKS.names() if ATTACKS.takes(a, option_name)]
+                raise UserError(f"{key} applies to the final-test attacks that take {option_name} "
+                                f"({', '.join(takes)}); eval_attacks has none: {', '.join(self.eval_attacks)}")
+
+    # -- derived values ----------------------------------------------------------------------------------------------
+    def method_kwargs(self) -> Dict[str, Any]:
+        """The options the user set for the method (``None`` = the method's default, so not passed)."""
+        options = {k: getattr(self, k) for k in METHOD_OPTION_KEYS if getattr(self, k) is not None}
+        return {**options, **self.method_options}
+
     @property
     def dataset_key(self) -> str:
         return Path(self.dataset).stem if self.dataset.endswith(".npz") else self.dataset
@@ -166,27 +418,55 @@ class TrainConfig:
     def resolved_eps(self) -> float:
         return self.eps if self.eps is not None else DEFAULT_EPS.get(self.dataset_key, 8 / 255)
 
+    @property
+    def threat(self):
+        """The run's threat model (the ε schedule ramps towards it when ``eps_warmup`` is set)."""
+        from .threat import ThreatModel
+
+        key = (self.norm, self.resolved_eps())
+        cached = self.__dict__.get("_threat")
+        if cached is None or (cached.norm, cached.eps) != key:
+            cached = ThreatModel(*key)
+            self.__dict__["_threat"] = cached
+        return cached
+
     def out_dir(self) -> Path:
         return Path(self.out or f"runs/{self.dataset_key}_{self.method}")
 
     def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {f.name: _plain(getattr(self, f.name)) for f in fields_of(self)}
 
-    # -- construction ------------------------------------------------------------------------------
+    def changed_from_default(self) -> Dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields_of(self) if _changed(self, f.name)}
+
+    # -- construction ------------------------------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, values: Dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise UserError(f"unknown config key {unknown[0]!r}; allowed keys: {', '.join(sorted(known))}")
-        try:
-            return cls(**values)
-        except TypeError as exc:  # e.g. a list where a number belongs
-            raise UserError(f"bad config value: {exc}") from None
+    def from_dict(cls, values: Mapping[str, Any]) -> "TrainConfig":
+        return _from_mapping(cls, values, "the config")
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: Optional[Dict[str, Any]] = None) -> "TrainConfig":
         return cls.from_dict({**read_yaml(path), **(overrides or {})})
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _nan_policy(value: Any) -> str:
+    if value not in ("stop", "skip"):
+        raise UserError(f"nan_policy must be stop or skip, got {value!r}")
+    return value
+
+
+def _best_by(value: Any) -> str:
+    if value not in ("auto", "robust", "clean"):
+        raise UserError(f"best_by must be auto, robust or clean, got {value!r}")
+    return value
 
 
 def read_yaml(path: str | Path) -> Dict[str, Any]:
@@ -202,35 +482,164 @@ def read_yaml(path: str | Path) -> Dict[str, Any]:
     return values
 
 
-def _check_options(factory: Any, options: Dict[str, Any], what: str) -> None:
-    import inspect
-
-    allowed = [n for n in inspect.signature(factory).parameters if n not in ("self", "threat")]
-    for key in options:
-        if key not in allowed:
-            raise UserError(f"{what} has no option {key!r}; its options are: {', '.join(allowed)}")
+def dump_yaml(values: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(dict(values), sort_keys=False, allow_unicode=True)
 
 
-def _positive_int(cfg: Any, name: str, minimum: int = 1) -> None:
-    value = getattr(cfg, name)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        value = int(value)
-        setattr(cfg, name, value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise UserError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
+# -- evaluation ----------------------------------------------------------------------------------------------------
+#: eval option → (attack constructor option it sets, the attacks it applies to when given for an attack list)
+EVAL_ATTACK_OPTIONS = {"steps": "steps", "restarts": "restarts", "step_size": "step_size", "queries": "queries",
+                       "loss": "loss"}
 
 
-def _number(cfg: Any, name: str, low: float | None = None, high: float | None = None,
-            low_open: bool = False) -> None:
-    value = getattr(cfg, name)
-    try:
-        number = float(value) if not isinstance(value, bool) else math.nan
-    except (TypeError, ValueError):
-        number = math.nan
-    bad = not math.isfinite(number) or (low is not None and (number <= low if low_open else number < low)) \
-        or (high is not None and number > high)
-    if bad:
-        lo = "" if low is None else (f"> {low:g}" if low_open else f"≥ {low:g}")
-        hi = "" if high is None else f"≤ {high:g}"
-        raise UserError(f"{name} must be a number {' and '.join(p for p in (lo, hi) if p)}, got {value!r}")
-    setattr(cfg, name, number)
+@dataclass
+class EvalConfig:
+    """Everything ``armor eval`` is asked: what to evaluate, on which data, with which attacks and extras."""
+
+    # -- what to evaluate
+    checkpoint: Optional[str] = option(None, "source", "armor checkpoint to evaluate (RUN/best.pt, RUN/last.pt, ...)",
+                                       _text_check("a file"))
+    # -- data
+    split: str = option("test", "data", "which split of the checkpoint's dataset", _choice_check(("test", "val"),
+                                                                                                  "split"))
+    n: Optional[int] = option(None, "data", "evaluate only the first N examples of the split", _int_check(1))
+    data_dir: Optional[str] = option(None, "data", "where mnist.npz etc. live (default: as the run had it)",
+                                     _text_check("a folder"))
+    # -- threat model
+    eps: Any = option(None, "threat", "budget (default: the one the model was trained for)", _eps_check())
+    norm: Optional[str] = option(None, "threat", "linf or l2 (default: the training norm)",
+                                 Check(lambda name, value: parse_norm(value), lambda: "linf or l2"))
+    # -- attacks
+    suite: Optional[str] = option(None, "attacks", "attack suite, run as a worst-case ensemble (default standard: "
+                                  "APGD-CE, APGD-T, Square)", _choice_check(_suites, "suite"))
+    attack: Optional[List[str]] = option(None, "attacks", "run these attacks instead of a suite, each on every "
+                                         "example (standalone numbers)", _names_check(_attacks, "attack"),
+                                         flag={"nargs": "+"})
+    steps: Optional[int] = option(None, "attacks", "steps of the gradient attacks (default: 20 for --attack, 100 "
+                                  "in the standard/full suites)", _int_check(1))
+    restarts: Optional[int] = option(None, "attacks", "random restarts of --attack attacks that restart (pgd, apgd, "
+                                     "apgd_t; default 1)", _int_check(1))
+    step_size: Any = option(None, "attacks", "per-iteration step of the iterative --attack attacks (pgd; default "
+                            "2.5·eps/steps)", Check(lambda name, value: parse_eps(value, name),
+                                                    lambda: "a positive number such as 0.01 or 2/255"))
+    queries: Optional[int] = option(None, "attacks", "Square query budget per example (default 5000)", _int_check(1))
+    loss: Optional[str] = option(None, "attacks", "loss of the --attack gradient attacks: ce, or dlr (invariant to "
+                                 "rescaled logits)", _choice_check(_losses, "loss"))
+    # -- adaptive attacks
+    eot: int = option(1, "adaptive", "average each gradient over N forward passes (randomised models)", _int_check(1))
+    bpda: Any = option(None, "adaptive", "straight-through gradients through these layers (names as in "
+                       "model.named_modules()); with no names, through every layer marked non_differentiable",
+                       Check(lambda name, value: _bpda(value), lambda: "layer names, or none for every marked layer",
+                             kind="list"), flag={"nargs": "*", "metavar": "LAYER"})
+    # -- extras
+    checks: bool = option(True, "extras", "run the gradient-masking sanity checks after the evaluation",
+                          _bool_check())
+    check_n: int = option(200, "extras", "examples the checks use", _int_check(1))
+    sweep: Optional[List[Any]] = option(None, "extras", "also sweep these budgets: <out>_sweep.json/.csv/.png",
+                                        _names_check(lambda: [], "eps", eps=True), flag={"metavar": "EPS"})
+    corruptions: bool = option(False, "extras", "also measure accuracy under natural corruptions", _bool_check())
+    # -- run
+    batch_size: int = option(256, "run", "evaluation batch size", _int_check(1))
+    device: str = option("auto", "run", "device", _device_check())
+    seed: int = option(0, "run", "random seed of the attacks", _int_check(0))
+    out: Optional[str] = option(None, "run", "results JSON (default: eval.json beside the checkpoint)",
+                                _text_check("a file"))
+    progress: bool = option(False, "run", "show a progress bar", _bool_check())
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> "EvalConfig":
+        _validate_fields(self)
+        if self.suite is not None and self.attack:
+            raise UserError("give either --suite or --attack, not both")
+        if self.uses_suite:
+            from .attacks.suites import SUITE_OPTIONS, check_suite_options
+
+            check_suite_options(self.suite_name, steps=self.steps, queries=self.queries)
+            for key in ("restarts", "step_size", "loss"):
+                if getattr(self, key) is not None:
+                    raise UserError(f"{key} applies to an --attack list, not to suite {self.suite_name!r} (a suite "
+                                    f"fixes its attacks; it takes {', '.join(SUITE_OPTIONS[:2])}); pass --attack "
+                                    f"... --{key.replace('_', '-')} or drop it")
+        else:
+            from .attacks import ATTACKS
+
+            for key, target in EVAL_ATTACK_OPTIONS.items():
+                if getattr(self, key) is None:
+                    continue
+                takes = [a for a in self.attack if _attack_takes(ATTACKS, a, target)]
+                if not takes:
+                    able = [a for a in ATTACKS.names() if _attack_takes(ATTACKS, a, target)]
+                    raise UserError(f"{key} applies to attacks {', '.join(able)}; the --attack list has none of them: "
+                                    f"{', '.join(self.attack)}")
+        return self
+
+    @property
+    def uses_suite(self) -> bool:
+        return not self.attack
+
+    @property
+    def suite_name(self) -> Optional[str]:
+        return None if self.attack else (self.suite or "standard")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields_of(self)}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "EvalConfig":
+        return _from_mapping(cls, values, "the evaluation options")
+
+
+def _attack_takes(registry: Any, attack: str, option_name: str) -> bool:
+    if option_name == "step_size":  # the per-iteration step of iterative attacks (not FGSM's single step)
+        return bool(getattr(registry.get(attack), "iterative", False)) and registry.takes(attack, "step_size")
+    return registry.takes(attack, option_name)
+
+
+def _bpda(value: Any) -> Any:
+    if value is True or value is None:
+        return value
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return list(value) or True
+    raise UserError(f"bpda must be true or a list of layer names, got {value!r}")
+
+
+def flag_groups(cls: type) -> List[Tuple[str, List[dataclasses.Field]]]:
+    """The fields of ``cls`` grouped for ``--help``, groups in declaration order."""
+    groups: Dict[str, List[dataclasses.Field]] = {}
+    for f in fields_of(cls):
+        groups.setdefault(f.metadata["group"], []).append(f)
+    return [(GROUPS.get(g, g), fs) for g, fs in groups.items()]
+
+
+def help_text(f: dataclasses.Field) -> str:
+    """The one help text of a field: what it is, what is allowed, its default (for a method option: which methods
+    take it, with their defaults, asked of the registry)."""
+    meta = f.metadata
+    default = _default_text(f)
+    allowed = meta["check"].describe()
+    if f.name in METHOD_OPTION_KEYS:
+        from .methods import METHODS
+
+        takers = [f"{m} {_shown(METHODS.options(m)[f.name].default)}" for m in METHODS.names()
+                  if METHODS.takes(m, f.name)]
+        default = "the method's own: " + ", ".join(takers)
+    return f"{meta['help']} [{allowed}{'; default ' + default if default else ''}]"
+
+
+def _shown(value: Any) -> str:
+    return "auto" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _default_text(f: dataclasses.Field) -> str:
+    value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    if value is None or value == {} or value is False and f.metadata["check"].kind == "bool":
+        return ""
+    if isinstance(value, list):
+        return " ".join(map(str, value))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f"{value:g}" if isinstance(value, float) else str(value)

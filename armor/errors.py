@@ -3,6 +3,10 @@
 A ``UserError`` carries a single line that names the bad value and what is allowed.
 The CLI prints it and exits with status 2; library callers can catch it.
 """
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
 
 
 class UserError(ValueError):
@@ -14,3 +18,9 @@ class UserError(ValueError):
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite; the run stopped before that step changed the weights."""
+
+
+def did_you_mean(name: str, allowed: Iterable[str]) -> str:
+    """`` (did you mean 'steps'?)`` when ``name`` is close to one of ``allowed``, else an empty string."""
+    close = difflib.get_close_matches(str(name), list(allowed), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -5,51 +5,14 @@ Inputs live in [0, 1] and ε is measured in those units (``8/255``), never in no
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Union
 
 import torch
 
-from .errors import UserError
+from .budgets import DEFAULT_EPS, NORMS, parse_eps, parse_norm
 
-NORMS = ("linf", "l2")
-
-#: The budgets people use for each dataset (L∞ unless noted).
-DEFAULT_EPS = {"cifar10": 8 / 255, "imagenet": 4 / 255, "mnist": 0.3, "fashion_mnist": 0.1, "digits": 0.2}
-
-_FRACTION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[-+]?\d+)?)\s*/\s*([0-9]*\.?[0-9]+(?:e[-+]?\d+)?)\s*$", re.I)
-
-
-def parse_eps(value: Union[str, float, int], name: str = "eps") -> float:
-    """Read a budget written as people write it: ``8/255``, ``"8/255"``, ``0.3``, ``"0.3"``."""
-    if isinstance(value, bool):
-        raise UserError(f"{name} must be a positive number such as 0.3 or 8/255, got {value!r}")
-    if isinstance(value, (int, float)):
-        eps = float(value)
-    elif isinstance(value, str):
-        match = _FRACTION.match(value)
-        try:
-            if match:
-                denominator = float(match.group(2))
-                eps = float(match.group(1)) / denominator if denominator else math.inf
-            else:
-                eps = float(value)
-        except ValueError:
-            eps = math.nan
-    else:
-        eps = math.nan
-    if not math.isfinite(eps) or eps <= 0:
-        raise UserError(f"{name} must be a positive number such as 0.3 or 8/255, got {value!r}")
-    return eps
-
-
-def parse_norm(value: str) -> str:
-    norm = str(value).lower().replace("∞", "inf")
-    norm = {"inf": "linf", "l_inf": "linf", "linfty": "linf", "2": "l2"}.get(norm, norm)
-    if norm not in NORMS:
-        raise UserError(f"unknown norm {value!r}; choose one of: {', '.join(NORMS)}")
-    return norm
+__all__ = ["DEFAULT_EPS", "NORMS", "ThreatModel", "parse_eps", "parse_norm"]
 
 
 def _flat_norm(t: torch.Tensor) -> torch.Tensor:
@@ -65,14 +28,25 @@ class ThreatModel:
     eps: float = 8 / 255
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "norm", parse_norm(self.norm))
-        object.__setattr__(self, "eps", parse_eps(self.eps))
+        # user text is parsed here, once, at the boundary; a ThreatModel built from another one is already valid
+        if not (self.norm in NORMS and type(self.eps) is float and 0 < self.eps < math.inf):
+            object.__setattr__(self, "norm", parse_norm(self.norm))
+            object.__setattr__(self, "eps", parse_eps(self.eps))
 
     def __str__(self) -> str:
         return f"{'L∞' if self.norm == 'linf' else 'L2'} ε={self.eps:.4g}"
 
     def scaled(self, eps: Union[str, float]) -> "ThreatModel":
-        return ThreatModel(self.norm, eps)
+        """The same norm with another budget."""
+        return ThreatModel(self.norm, eps if type(eps) is float else parse_eps(eps))
+
+    def to_dict(self) -> dict:
+        return {"norm": self.norm, "eps": self.eps}
+
+    @property
+    def label(self) -> str:
+        """How result records name the norm (RobustBench's spelling)."""
+        return {"linf": "Linf", "l2": "L2"}[self.norm]
 
     def project(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Nearest point of the ball around ``x`` (then clipped to [0, 1]); returns a new tensor."""
@@ -105,6 +79,22 @@ class ThreatModel:
         if self.norm == "linf":
             return x_adv + step_size * grad.sign()
         return x_adv + step_size * grad / _flat_norm(grad).clamp_min(1e-12)
+
+    def random_boundary(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A random point on the surface of the ball (corners ±ε for L∞, the ε-sphere for L2), then clipped to
+        [0, 1]: random noise as large as a perturbation can be (the sanity checks' noise baseline)."""
+        if self.norm == "linf":
+            signs = torch.randint(0, 2, x.shape, device=x.device, generator=generator).to(x.dtype) * 2 - 1
+            return (x + self.eps * signs).clamp(0.0, 1.0)
+        return (x + self.sphere(x.shape, x, generator)).clamp(0.0, 1.0)
+
+    def sphere(self, shape, like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Random perturbations of exactly size ε in this norm (L∞: random ±ε signs; L2: a Gaussian direction)."""
+        if self.norm == "linf":
+            return self.eps * (torch.randint(0, 2, shape, device=like.device, generator=generator)
+                               .to(like.dtype) * 2 - 1)
+        direction = torch.randn(shape, device=like.device, dtype=like.dtype, generator=generator)
+        return direction * (self.eps / _flat_norm(direction).clamp_min(1e-12))
 
     def distance(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Per-example size of the perturbation in this norm."""

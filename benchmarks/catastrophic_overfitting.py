@@ -18,9 +18,9 @@ from pathlib import Path
 from armor import TrainConfig
 from armor.attacks import PGD
 from armor.eval import evaluate
-from armor.reports import write_json
+from armor.io import write_json
 from armor.train import Trainer
-from armor.train.checkpoint import read_jsonl
+from armor.io import read_jsonl
 
 
 def main() -> None:
@@ -50,15 +50,15 @@ def main() -> None:
         model = trainer.model.eval()  # best.pt: the epoch of highest robust validation accuracy
         last = evaluate(model, trainer.data.x_test, trainer.data.y_test, {"pgd-10": PGD(trainer.threat, steps=10)})
         records = read_jsonl(trainer.out / "metrics.jsonl")
-        report[guard] = {"records": records, "stop_reason": trainer.stop_reason, "test_best": last}
+        report[guard] = {"records": records, "stop_reason": trainer.stop_reason, "test_best": last.to_dict()}
         print(f"\nguard {guard}:")
         print("epoch  train FGSM acc  monitor PGD-10 acc  val PGD-10 acc")
         for r in records:
             print(f"{r['epoch']:5d}  {r['train_robust_acc']:14.1f}  {r.get('guard_pgd_acc', float('nan')):18.1f}"
                   f"  {r.get('val_robust_acc', float('nan')):14.1f}{'  ← ' + r['guard'] if 'guard' in r else ''}")
         print(f"stop reason: {trainer.stop_reason}")
-        print(f"test (best.pt, epoch {trainer.best['epoch']}): clean {last['clean_acc']:.1f}, "
-              f"PGD-10 {last['attacks']['pgd-10']['robust_acc']:.1f}")
+        print(f"test (best.pt, epoch {trainer.best['epoch']}): clean {last.clean_acc:.1f}, "
+              f"PGD-10 {last.acc('pgd-10'):.1f}")
     write_json(Path(args.out) / "co.json", report)
 
 

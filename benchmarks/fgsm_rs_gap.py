@@ -23,8 +23,8 @@ def run(method: str, seed: int, epochs: int, root: str) -> tuple[float, float, f
                       eval_attacks=["pgd"], eval_steps=20)
     start = time.perf_counter()
     summary = Trainer(cfg, overwrite=True, progress=False).fit()
-    test = summary["test"]
-    return test["clean_acc"], test["attacks"]["pgd-20"]["robust_acc"], time.perf_counter() - start
+    test = summary.test
+    return test.clean_acc, test.acc("pgd-20"), time.perf_counter() - start
 
 
 def main() -> None:

@@ -19,7 +19,8 @@ from armor import TrainConfig
 from armor.attacks import FGSM, PGD
 from armor.attacks.transfer import TransferAttack
 from armor.eval import evaluate
-from armor.reports import accuracy_rows, format_table, write_json
+from armor.io import write_json
+from armor.reports import accuracy_rows, format_table
 from armor.train import Trainer
 
 
@@ -42,16 +43,15 @@ def run(label, out, seed, **kw):
     trainer.fit()
     seconds = time.perf_counter() - start
     model, data, threat = trainer.model.eval(), trainer.data, trainer.threat
-    result = evaluate(model, data.x_test, data.y_test, {"fgsm": FGSM(threat), "pgd-20": PGD(threat, steps=20)})
+    test = evaluate(model, data.x_test, data.y_test, {"fgsm": FGSM(threat), "pgd-20": PGD(threat, steps=20)})
+    raw_acc = None
     if kw.get("method") == "dummy":  # the non-adaptive number, kept out of the worst case
         raw = TransferAttack(PGD(threat, steps=20), model.raw)
-        result["attacks"]["pgd-20 raw head"] = evaluate(model, data.x_test, data.y_test, {"raw": raw})["attacks"]["raw"]
-    result["train_seconds"] = seconds
-    result["train_step_seconds"] = sum(step_seconds)
-    result["stop_reason"] = trainer.stop_reason
-    logging.getLogger("armor").warning("%s: clean %.1f pgd-20 %.1f (%.0f s)", label, result["clean_acc"],
-                                       result["attacks"]["pgd-20"]["robust_acc"], seconds)
-    return result
+        raw_acc = evaluate(model, data.x_test, data.y_test, {"raw": raw}).acc("raw")
+    logging.getLogger("armor").warning("%s: clean %.1f pgd-20 %.1f (%.0f s)", label, test.clean_acc,
+                                       test.acc("pgd-20"), seconds)
+    return {"test": test, "pgd20_raw_head": raw_acc, "train_seconds": seconds,
+            "train_step_seconds": sum(step_seconds), "stop_reason": trainer.stop_reason}
 
 
 def main() -> None:
@@ -80,14 +80,15 @@ def main() -> None:
         plan = {k: v for k, v in plan.items() if k in args.only.split(",")}
     folder = lambda label: "".join(c for c in label.replace("β=", "beta") if c.isalnum() or c in "._")  # noqa: E731
     results = {label: run(folder(label), args.out, args.seed, **kw) for label, kw in plan.items()}
-    header, rows = accuracy_rows(results)
-    header += ["train-loop s", "run s"]
+    header, rows = accuracy_rows({k: r["test"] for k, r in results.items()})
+    header += ["pgd-20 raw head", "train-loop s", "run s"]
     for row, res in zip(rows, results.values()):
-        row += [f"{res['train_step_seconds']:.0f}", f"{res['train_seconds']:.0f}"]
-    print(f"digits test set ({next(iter(results.values()))['n']} images), SmallCNN, Adam 1e-3, {e} epochs, L∞ ε = 0.2, "
-          f"accuracy in %:")
+        raw = res["pgd20_raw_head"]
+        row += ["—" if raw is None else f"{raw:.1f}", f"{res['train_step_seconds']:.0f}", f"{res['train_seconds']:.0f}"]
+    print(f"digits test set ({next(iter(results.values()))['test'].n} images), SmallCNN, Adam 1e-3, {e} epochs, "
+          f"L∞ ε = 0.2, accuracy in %:")
     print(format_table(header, rows))
-    pgd = lambda k: results[k]["attacks"]["pgd-20"]["robust_acc"]  # noqa: E731
+    pgd = lambda k: results[k]["test"].acc("pgd-20")  # noqa: E731
     ratio = None
     if "fgsm_rs" in results and "pgd_at" in results:
         ratio = results["fgsm_rs"]["train_step_seconds"] / results["pgd_at"]["train_step_seconds"]
@@ -97,17 +98,19 @@ def main() -> None:
               f"goal ≤ 0.5× within 10 points)")
     if "trades β=0.1" in results and "trades β=6" in results:
         lo, hi = results["trades β=0.1"], results["trades β=6"]
-        print(f"TRADES β 0.1 → 6: clean {lo['clean_acc']:.1f} → {hi['clean_acc']:.1f} "
-              f"({lo['clean_acc'] - hi['clean_acc']:+.1f}), PGD-20 {pgd('trades β=0.1'):.1f} → "
+        lo, hi = lo["test"], hi["test"]
+        print(f"TRADES β 0.1 → 6: clean {lo.clean_acc:.1f} → {hi.clean_acc:.1f} "
+              f"({lo.clean_acc - hi.clean_acc:+.1f}), PGD-20 {pgd('trades β=0.1'):.1f} → "
               f"{pgd('trades β=6'):.1f} ({pgd('trades β=6') - pgd('trades β=0.1'):+.1f})")
     if "dummy" in results:
-        d = results["dummy"]["attacks"]
-        print(f"dummy-class AT: PGD-20 on the folded output {d['pgd-20']['robust_acc']:.1f}, through the raw 2C "
-              f"head {d['pgd-20 raw head']['robust_acc']:.1f} (the non-adaptive number overstates robustness by "
-              f"{d['pgd-20 raw head']['robust_acc'] - d['pgd-20']['robust_acc']:.1f} points)")
+        folded, raw = pgd("dummy"), results["dummy"]["pgd20_raw_head"]
+        print(f"dummy-class AT: PGD-20 on the folded output {folded:.1f}, through the raw 2C head {raw:.1f} (the "
+              f"non-adaptive number overstates robustness by {raw - folded:.1f} points)")
     guarded = {k: r["stop_reason"] for k, r in results.items() if r["stop_reason"]}
     print(f"guard fired: {guarded or 'never'}")
-    write_json(Path(args.out) / "methods.json", {"epochs": e, "results": results, "fgsm_rs_time_ratio": ratio})
+    write_json(Path(args.out) / "methods.json",
+               {"epochs": e, "fgsm_rs_time_ratio": ratio,
+                "results": {k: {**r, "test": r["test"].to_dict()} for k, r in results.items()}})
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ import torch
 
 from armor.config import TrainConfig
 from armor.eval.run import evaluate_checkpoint
-from armor.reports import format_table, write_json
+from armor.io import read_json, write_json
+from armor.reports import format_table
 from armor.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,27 +47,25 @@ def run_recipe(config: Path, suite_n: int, data_dir: str | None, out_root: Path)
     train_s = time.perf_counter() - start
     ckpt = out_root / name / "best.pt"
     start = time.perf_counter()
-    test = summary["test"]
-    if "pgd-100" in test.get("attacks", {}):  # the run already tested its best checkpoint with PGD-100
-        pgd = {"result": test}
-    else:
-        pgd = evaluate_checkpoint(ckpt, attacks=["pgd"], steps=100, out=str(out_root / name / "eval_pgd100.json"),
-                                  checks=False)
+    test = summary.test
+    if "pgd-100" not in test.attacks:  # else the run already tested its best checkpoint with PGD-100
+        test = evaluate_checkpoint(ckpt, attack=["pgd"], steps=100, out=str(out_root / name / "eval_pgd100.json"),
+                                   checks=False).result
     suite = evaluate_checkpoint(ckpt, suite="standard", n=suite_n, out=str(out_root / name / "eval_standard.json"),
                                 checks=True)
     # train_seconds: the epochs (training + per-epoch validation); eval_seconds: everything after them
-    eval_s = time.perf_counter() - start + (train_s - summary["train_seconds"])
-    train_s = summary["train_seconds"]
+    eval_s = time.perf_counter() - start + (train_s - summary.train_seconds)
+    train_s = summary.train_seconds
     record = {
         "recipe": name, "config": cfg.to_dict(), "epochs_run": len((out_root / name / "metrics.jsonl").read_text()
                                                                  .splitlines()),
-        "best_epoch": summary["best_epoch"], "stop_reason": summary.get("stop_reason"),
-        "clean_acc": pgd["result"]["clean_acc"], "pgd100_acc": pgd["result"]["attacks"]["pgd-100"]["robust_acc"],
-        "test_n": pgd["result"]["n"], "suite_n": suite["result"]["n"],
-        "suite_clean_acc": suite["result"]["clean_acc"], "worst_case_acc": suite["result"]["worst_case_acc"],
+        "best_epoch": summary.best_epoch, "stop_reason": summary.stop_reason,
+        "clean_acc": test.clean_acc, "pgd100_acc": test.acc("pgd-100"),
+        "test_n": test.n, "suite_n": suite.result.n,
+        "suite_clean_acc": suite.result.clean_acc, "worst_case_acc": suite.result.worst_case_acc,
         # cumulative: accuracy after this attack and all before it (APGD-CE, APGD-T, then black-box Square)
-        "suite_attacks": {k: v["robust_acc_partial"] for k, v in suite["result"]["attacks"].items()},
-        "checks": suite.get("checks"), "train_seconds": round(train_s, 1), "eval_seconds": round(eval_s, 1),
+        "suite_attacks": {k: suite.result.cumulative_acc(k) for k in suite.result.labels},
+        "checks": suite.checks, "train_seconds": round(train_s, 1), "eval_seconds": round(eval_s, 1),
         "reference": REFERENCES.get(name), "torch": torch.__version__, "threads": torch.get_num_threads(),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -129,8 +128,6 @@ def write_table(dataset: str) -> str:
 
 
 def _load(path: Path):
-    from armor.reports import read_json
-
     return read_json(path)
 
 

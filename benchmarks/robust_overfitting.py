@@ -19,7 +19,7 @@ from pathlib import Path
 
 from armor import TrainConfig, UserError
 from armor.train import Trainer
-from armor.train.checkpoint import read_jsonl
+from armor.io import read_jsonl
 
 
 def summarise(records, prefix: str = "") -> dict:
@@ -86,9 +86,9 @@ def main() -> int:
         print(f"{label}: best epoch by val {s['best_epoch']}: test robust {s['test_at_best']:.1f} %; last epoch "
               f"{s['last_epoch']}: {s['test_at_last']:.1f} %; gap {s['gap']:+.1f} points → robust overfitting "
               f"{verdict}; highest test robust {s['peak_test']:.1f} % at epoch {s['peak_test_epoch']}")
-    final = summary["test"]["attacks"]["pgd-20"]["robust_acc"]
-    print(f"best.pt (epoch {summary['best_epoch']}) on the {args.test_size} test images: clean "
-          f"{summary['test']['clean_acc']:.1f} %, PGD-20 {final:.1f} %; {minutes:.1f} min; curves in "
+    final = summary.test.acc("pgd-20")
+    print(f"best.pt (epoch {summary.best_epoch}) on the {args.test_size} test images: clean "
+          f"{summary.test.clean_acc:.1f} %, PGD-20 {final:.1f} %; {minutes:.1f} min; curves in "
           f"{args.out}/learning_curves.png")
     return 0
 

@@ -5,12 +5,17 @@ from armor import ATTACKS, ThreatModel, UserError, create_attack
 from armor.eval import accuracy, evaluate
 
 
+def budget(name, **options):
+    """The small-budget options that attack ``name`` takes (attacks refuse options they do not have)."""
+    return {k: v for k, v in options.items() if ATTACKS.takes(name, k)}
+
+
 @pytest.mark.parametrize("name", ATTACKS.names())
 @pytest.mark.parametrize("norm,eps", [("linf", 0.2), ("l2", 1.0)])
 def test_every_attack_stays_within_eps_and_the_image_box(name, norm, eps, standard_run, test_batch):
     x, y = test_batch
     threat = ThreatModel(norm, eps)
-    x_adv = create_attack(name, threat, steps=5, queries=300)(standard_run["model"], x, y)
+    x_adv = create_attack(name, threat, **budget(name, steps=5, queries=300))(standard_run["model"], x, y)
     assert x_adv.shape == x.shape and not x_adv.requires_grad
     assert (threat.distance(x_adv, x) <= eps + 1e-5).all()
     assert x_adv.min() >= 0 and x_adv.max() <= 1
@@ -29,7 +34,7 @@ def test_attacks_leave_model_mode_and_parameter_grads_as_they_were(name, trainin
     params[0].requires_grad_(False)
     model.train(training)
     try:
-        create_attack(name, ThreatModel("linf", 0.2), steps=3, queries=30)(model, x[:32], y[:32])
+        create_attack(name, ThreatModel("linf", 0.2), **budget(name, steps=3, queries=30))(model, x[:32], y[:32])
         assert model.training is training
         assert params[0].requires_grad is False and all(p.requires_grad for p in params[1:])
         assert all(torch.equal(p.grad, torch.full_like(p, 0.5)) for p in params)
@@ -44,8 +49,8 @@ def test_fgsm_accuracy_is_at_least_pgd_accuracy(robust_run, test_batch, threat):
     x, y = test_batch
     res = evaluate(robust_run["model"], x, y, {"fgsm": create_attack("fgsm", threat),
                                                "pgd": create_attack("pgd", threat, steps=20)})
-    assert res["attacks"]["fgsm"]["robust_acc"] >= res["attacks"]["pgd"]["robust_acc"]
-    assert res["worst_case_acc"] <= res["attacks"]["pgd"]["robust_acc"]
+    assert res.acc("fgsm") >= res.acc("pgd")
+    assert res.worst_case_acc <= res.acc("pgd")
 
 
 def test_more_steps_and_restarts_never_raise_accuracy(robust_run, test_batch, threat):
@@ -54,7 +59,7 @@ def test_more_steps_and_restarts_never_raise_accuracy(robust_run, test_batch, th
 
     def acc(**kw):
         torch.manual_seed(1)
-        return evaluate(model, x, y, {"pgd": create_attack("pgd", threat, **kw)})["attacks"]["pgd"]["robust_acc"]
+        return evaluate(model, x, y, {"pgd": create_attack("pgd", threat, **kw)}).acc("pgd")
 
     assert acc(steps=10, restarts=3) <= acc(steps=10, restarts=1)  # same seed: restart 1 is shared
     assert acc(steps=100) <= acc(steps=10) + 1.0                     # 1 point = 2 images of noise
@@ -64,7 +69,7 @@ def test_more_steps_and_restarts_never_raise_accuracy(robust_run, test_batch, th
 def test_accuracy_under_pgd_falls_to_zero_as_eps_grows(robust_run, test_batch):
     x, y = test_batch
     accs = [evaluate(robust_run["model"], x, y, {"pgd": create_attack("pgd", ThreatModel("linf", eps), steps=20)}
-                     )["attacks"]["pgd"]["robust_acc"] for eps in (0.05, 0.2, 0.4, 0.8)]
+                     ).acc("pgd") for eps in (0.05, 0.2, 0.4, 0.8)]
     assert accs[0] > 70 and accs[-1] <= 2.0
     assert all(a >= b - 1.0 for a, b in zip(accs, accs[1:]))
 
@@ -74,8 +79,21 @@ def test_pgd_step_size_default_and_validation(threat):
     assert pgd.step_size == pytest.approx(2.5 * 0.2 / 10)
     with pytest.raises(UserError, match="steps must be an integer ≥ 1, got 0"):
         create_attack("pgd", threat, steps=0)
-    with pytest.raises(UserError, match="unknown attack 'pgx'"):
+    with pytest.raises(UserError, match="unknown attack 'pgx' \\(did you mean 'pgd'\\?\\)"):
         create_attack("pgx", threat)
+
+
+@pytest.mark.parametrize("name", ATTACKS.names())
+def test_an_option_an_attack_does_not_take_is_an_error_not_a_no_op(name, threat):
+    with pytest.raises(UserError) as err:
+        create_attack(name, threat, stepz=3)
+    message = str(err.value)
+    assert f"attack {name!r} has no option 'stepz'" in message and "\n" not in message
+    assert "its options are:" in message
+    if ATTACKS.takes(name, "steps"):
+        assert "did you mean 'steps'?" in message
+    # None means "not set": the attack's own default applies
+    assert repr(create_attack(name, threat, **budget(name, steps=None, queries=None))) == repr(create_attack(name, threat))
 
 
 def test_targeted_pgd_reaches_the_target_on_an_undefended_model(standard_run, test_batch):
@@ -96,7 +114,7 @@ def test_armor_pgd_agrees_with_torchattacks_pgd(robust_run, digits, threat):
     x, y = digits.x_test, digits.y_test
     torch.manual_seed(0)
     ours = evaluate(model, x, y, {"pgd": create_attack("pgd", threat, steps=20, step_size=0.025)}
-                    )["attacks"]["pgd"]["robust_acc"]
+                    ).acc("pgd")
     ta = torchattacks.PGD(model, eps=0.2, alpha=0.025, steps=20, random_start=True)
     theirs = accuracy(model, ta(x, y), y)
     assert abs(ours - theirs) <= 2.0, (ours, theirs)

@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from armor import ThreatModel, TrainConfig, create_attack, create_model
+from armor.distributed import DistContext
 from armor.eval.robust import evaluate
+from armor.io import read_jsonl
+from armor.results import Evaluation, TrainingRecord, read_record
 from armor.train import Trainer
-from armor.train.checkpoint import read_jsonl
-from armor.train.distributed import DistContext, merge_results
 
 RUN = dict(method="pgd_at", steps=2, epochs=3, batch_size=32, val_steps=3, test_size=200, eval_attacks=["pgd"], eval_steps=5)
 
@@ -62,17 +63,18 @@ def test_torchrun_two_processes_match_one_process(tmp_path):
         single = Trainer(TrainConfig(**RUN, out=str(tmp_path / "single")), progress=False).fit()
     finally:
         torch.set_num_threads(threads)
-    ddp = __import__("json").loads((out / "results.json").read_text())
-    assert ddp["test"]["n"] == single["test"]["n"] == 200  # the test set split over ranks and merged whole
+    ddp = read_record(out / "results.json", TrainingRecord)
+    assert ddp.test.n == single.test.n == 200  # the test set split over ranks and merged whole
+    assert len(ddp.test.broken_by_example) == 200  # per-example results of both ranks, in order
     # tolerance: 6 points of 200 test images ≈ run-to-run spread of 3-epoch PGD-AT under other seeds
-    assert ddp["test"]["clean_acc"] > 70 and single["test"]["clean_acc"] > 70
-    assert abs(ddp["test"]["clean_acc"] - single["test"]["clean_acc"]) < 6
-    assert abs(ddp["test"]["attacks"]["pgd-5"]["robust_acc"] - single["test"]["attacks"]["pgd-5"]["robust_acc"]) < 8
+    assert ddp.test.clean_acc > 70 and single.test.clean_acc > 70
+    assert abs(ddp.test.clean_acc - single.test.clean_acc) < 6
+    assert abs(ddp.test.acc("pgd-5") - single.test.acc("pgd-5")) < 8
     single_records = read_jsonl(tmp_path / "single" / "metrics.jsonl")
     assert records[-1]["train_loss"] == pytest.approx(single_records[-1]["train_loss"], abs=0.1)
 
     # the checkpoint written under DDP loads into a single-process model
-    from armor.eval.run import load_model
+    from armor.checkpoints import load_model
 
     model, cfg, _ = load_model(out / "best.pt", device="cpu")
     assert cfg.method == "pgd_at" and not model.training
@@ -89,12 +91,8 @@ def test_split_evaluation_merges_to_the_whole(digits, threat):
     for rank in range(3):
         part = DistContext(rank=rank, world_size=3).split_range(len(x))
         parts.append(evaluate(model, x[part], y[part], attacks))
-    merged = merge_results(parts)
-    assert merged["n"] == 100
-    assert merged["clean_acc"] == pytest.approx(whole["clean_acc"])
-    assert merged["worst_case_acc"] == pytest.approx(whole["worst_case_acc"])
-    assert merged["attacks"]["fgsm"]["robust_acc"] == pytest.approx(whole["attacks"]["fgsm"]["robust_acc"])
-    assert merged["broken_by"] == whole["broken_by"]
+    merged = Evaluation.merge(parts)
+    assert merged.n == 100 and merged.to_dict() == whole.to_dict()  # counts, per-example labels, forward passes
 
 
 def test_each_rank_takes_its_slice_of_the_global_batch():
@@ -105,8 +103,7 @@ def test_each_rank_takes_its_slice_of_the_global_batch():
 
 
 def test_global_batch_must_split_evenly(tmp_path, monkeypatch):
-    from armor import UserError
-    from armor.train import distributed
+    from armor import UserError, distributed
 
     monkeypatch.setattr(distributed, "setup", lambda device="auto": DistContext(rank=0, world_size=3))
     with pytest.raises(UserError, match="batch_size 32 .* divisible by the 3 processes"):

@@ -7,12 +7,13 @@ import json
 import pytest
 import torch
 
-from armor import ThreatModel, UserError, create_attack
+from armor import ATTACKS, ThreatModel, UserError, create_attack
 from armor.eval import accuracy, evaluate
 from armor.eval.checks import WARN, format_checks, run_checks
 from armor.eval.corruptions import CORRUPTIONS, corrupt, evaluate_corruptions
-from armor.eval.suites import suite_attacks
+from armor.attacks.suites import suite_attacks
 from armor.eval.sweep import eps_sweep, write_sweep
+from armor.results import EvaluationRecord, read_record
 
 from masked_models import masked
 
@@ -24,7 +25,7 @@ def subset(digits, n, start=0):
 
 
 def worst(model, x, y, attacks):
-    return evaluate(model, x, y, attacks, mode="ensemble", seed=0)["worst_case_acc"]
+    return evaluate(model, x, y, attacks, mode="ensemble", seed=0).worst_case_acc
 
 
 @pytest.fixture(scope="module")
@@ -47,15 +48,17 @@ def test_checks_flag_each_masked_model_and_pass_honest_ones(kind, models, digits
         assert not warned, format_checks(report)
     else:
         assert EXPECTED_FLAGS[kind] in warned, format_checks(report)
-    assert "PASS" in format_checks(report) or warned
+    text = format_checks(report)  # the printed list shows every check with its own status
+    assert all(f"{c['status']:<4}  {c['name']}:" in text for c in report["checks"]), text
+    assert report["warnings"] == len(warned)
 
 
 def test_standard_suite_sees_through_scaled_logits(models, digits, threat):
     x, y = subset(digits, 60)
     model = models["scale"]
-    pgd = evaluate(model, x, y, {"pgd": create_attack("pgd", threat, steps=20)}, seed=0)["attacks"]["pgd"]
+    pgd = evaluate(model, x, y, {"pgd": create_attack("pgd", threat, steps=20)}, seed=0).acc("pgd")
     suite = suite_attacks("standard", threat, steps=20, queries=300, n_target_classes=3)
-    assert pgd["robust_acc"] > 80           # CE gradients underflow: PGD sees a "robust" model
+    assert pgd > 80           # CE gradients underflow: PGD sees a "robust" model
     assert worst(model, x, y, suite) <= 5   # APGD-T's scale-invariant DLR loss (and Square) do not
 
 
@@ -112,7 +115,7 @@ def test_adaptive_options_validate(models, threat, digits):
 def test_standard_suite_is_stronger_than_pgd100_on_the_pgd_at_model(models, digits, threat):
     x, y = subset(digits, 120)
     model = models["pgd_at"]
-    pgd100 = evaluate(model, x, y, {"pgd": create_attack("pgd", threat, steps=100)}, seed=0)["worst_case_acc"]
+    pgd100 = evaluate(model, x, y, {"pgd": create_attack("pgd", threat, steps=100)}, seed=0).worst_case_acc
     standard = worst(model, x, y, suite_attacks("standard", threat, queries=1000, n_target_classes=3))
     assert standard <= pgd100
     assert standard <= pgd100 - 3  # ≥ 4 of 120 images that PGD-100 calls robust are not
@@ -127,7 +130,7 @@ def test_suite_runs_on_channels_last_models_under_bf16_autocast(robust_run, digi
         with torch.autocast("cpu", dtype=torch.bfloat16):
             res = evaluate(model, xc, y, suite_attacks("standard", threat, steps=10, queries=100, n_target_classes=3),
                            mode="ensemble", seed=0)
-        assert res["worst_case_acc"] < res["clean_acc"] - 10
+        assert res.worst_case_acc < res.clean_acc - 10
     finally:
         robust_run["model"].to(memory_format=torch.contiguous_format)
 
@@ -136,9 +139,9 @@ def test_suite_runs_on_channels_last_models_under_bf16_autocast(robust_run, digi
 def test_l2_attacks_break_the_standard_model(name, standard_run, digits):
     x, y = subset(digits, 60)
     threat = ThreatModel("l2", 1.5)
-    res = evaluate(standard_run["model"], x, y, {name: create_attack(name, threat, steps=20, queries=300,
-                                                                     n_target_classes=3)}, seed=0)
-    assert res["attacks"][name]["robust_acc"] <= 10
+    options = {k: v for k, v in dict(steps=20, queries=300, n_target_classes=3).items() if ATTACKS.takes(name, k)}
+    res = evaluate(standard_run["model"], x, y, {name: create_attack(name, threat, **options)}, seed=0)
+    assert res.acc(name) <= 10
 
 
 def test_apgd_t_needs_four_classes(threat):
@@ -152,14 +155,20 @@ def test_ensemble_records_the_breaking_attack_and_forward_passes(robust_run, dig
     x, y = subset(digits, 50)
     res = evaluate(robust_run["model"], x, y, {"fgsm": create_attack("fgsm", threat),
                                                "pgd": create_attack("pgd", threat, steps=10)}, mode="ensemble")
-    labels = res["broken_by_example"]
+    labels = res.broken_by_example
     assert len(labels) == 50 and set(labels) <= {"clean", "fgsm", "pgd", None}
-    assert labels.count("fgsm") == res["broken_by"]["fgsm"] and labels.count("pgd") == res["broken_by"]["pgd"]
-    assert labels.count(None) == round(res["worst_case_acc"] / 2)
+    assert labels.count("fgsm") == res.broken_by["fgsm"] and labels.count("pgd") == res.broken_by["pgd"]
+    assert labels.count(None) == res.worst_case == round(res.worst_case_acc / 2)
     correct = labels.count(None) + labels.count("fgsm") + labels.count("pgd")
+    assert correct == res.correct
+    # a suite's per-attack numbers are cumulative: after this attack and every one before it
+    assert res.acc_kind == "cumulative" and res.cumulative_acc("pgd") == res.worst_case_acc
+    assert res.cumulative_acc("fgsm") == pytest.approx((correct - labels.count("fgsm")) / 50 * 100)
+    with pytest.raises(ValueError, match="cumulative numbers only"):
+        res.standalone_acc("fgsm")
     # FGSM: one gradient pass per correct example; PGD: 10 + 1 on the ones FGSM left standing
-    assert res["attacks"]["fgsm"]["forward_passes"] == correct
-    assert res["attacks"]["pgd"]["forward_passes"] == 11 * (correct - labels.count("fgsm"))
+    assert res.attacks["fgsm"].forward_passes == correct
+    assert res.attacks["pgd"].forward_passes == 11 * (correct - labels.count("fgsm"))
 
 
 class _Interrupt(Exception):
@@ -187,8 +196,8 @@ def test_interrupted_evaluation_resumes_with_identical_numbers(robust_run, digit
     assert json.loads(state.read_text())["batches_done"] == 2
     resumed = evaluate(model, x, y, {"pgd": flaky}, batch_size=20, mode="ensemble", seed=3, state_path=state)
     assert len(calls) == 3 + 2  # only the two unfinished batches ran again
-    assert resumed["worst_case_acc"] == full["worst_case_acc"]
-    assert resumed["broken_by_example"] == full["broken_by_example"] and not state.exists()
+    assert resumed.worst_case_acc == full.worst_case_acc
+    assert resumed.broken_by_example == full.broken_by_example and not state.exists()
 
 
 # -- ε sweep and corruptions -------------------------------------------------------------------------
@@ -196,7 +205,7 @@ def test_eps_sweep_writes_json_csv_and_plot(robust_run, digits, threat, tmp_path
     x, y = subset(digits, 60)
     sweep = eps_sweep(robust_run["model"], x, y, threat, [0.05, 0.2, 0.5],
                       lambda t: {"pgd": create_attack("pgd", t, steps=10)})
-    accs = [r["worst_case_acc"] for r in sweep["rows"]]
+    accs = [r["worst_case_acc"] for r in sweep.rows]
     assert accs[0] > accs[1] > accs[2] and accs[2] <= 5
     paths = write_sweep(sweep, tmp_path / "sweep")
     assert json.loads((tmp_path / "sweep.json").read_text())["rows"][1]["eps"] == pytest.approx(0.2)
@@ -229,20 +238,25 @@ def test_armor_eval_writes_a_robustbench_style_record(robust_run, tmp_path, caps
                  "0.3", "--corruptions", "--out", str(out)])
     printed = capsys.readouterr().out
     assert code == 0 and "sanity checks on 30 examples" in printed and "corruptions" in printed
-    record = json.loads(out.read_text())
-    for key in ("dataset", "threat_model", "eps", "clean_acc", "robust_acc", "worst_case_acc", "architecture",
-                "number_forward_passes", "seed", "armor_version", "checks", "sweep", "corruptions"):
-        assert key in record, key
-    assert record["threat_model"] == "Linf" and record["eps"] == pytest.approx(0.2)
-    assert "autoattack_acc" not in record  # only the standard suite earns that name
+    record = read_record(out, EvaluationRecord)
+    assert record.checks is not None and record.sweep is not None and record.corruptions is not None
+    assert record.suite == "quick" and record.threat == {"norm": "linf", "eps": pytest.approx(0.2)}
+    assert record.reduced == ["40 of the 397 test examples"]
+    entry = json.loads(out.read_text())["robustbench"]
+    for key in ("dataset", "threat_model", "eps", "clean_acc", "robust_acc", "architecture", "n_examples"):
+        assert key in entry, key
+    assert entry["threat_model"] == "Linf" and entry["robust_acc"] == record.result.worst_case_acc
     assert (tmp_path / "quick_sweep.csv").is_file()
     out2 = tmp_path / "standard.json"
     code = main(["eval", "--checkpoint", ckpt, "--suite", "standard", "--steps", "10", "--queries", "100", "--n", "30",
                  "--no-checks", "--out", str(out2)])
-    record = json.loads(out2.read_text())
-    assert code == 0 and record["autoattack_acc"] == record["worst_case_acc"] and "checks" not in record
-    assert set(record["robust_acc"]) == {"apgd-ce", "apgd-t", "square"}
-    assert record["robust_acc"]["square"] == pytest.approx(record["worst_case_acc"])
+    record = read_record(out2, EvaluationRecord)
+    assert code == 0 and record.checks is None
+    assert record.result.labels == ["apgd-ce", "apgd-t", "square"] and record.result.acc_kind == "cumulative"
+    assert record.result.cumulative_acc("square") == pytest.approx(record.result.worst_case_acc)
+    assert "apgd-ce: steps 10 < 100" in record.reduced and "square: queries 100 < 5000" in record.reduced
+    # the standard suite is not AutoAttack (no FAB-T) and ran with a cut budget: no autoattack_acc anywhere
+    assert "autoattack_acc" not in out2.read_text() and "autoattack_acc" not in out.read_text()
 
 
 @pytest.mark.parametrize("argv,needle", [
@@ -265,7 +279,7 @@ def test_apgd_and_suite_agree_with_torchattacks(robust_run, digits, threat):
     torchattacks = pytest.importorskip("torchattacks")
     x, y = subset(digits, 100)
     model = robust_run["model"]
-    ours = evaluate(model, x, y, {"apgd": create_attack("apgd", threat, steps=50)}, seed=0)["worst_case_acc"]
+    ours = evaluate(model, x, y, {"apgd": create_attack("apgd", threat, steps=50)}, seed=0).worst_case_acc
     torch.manual_seed(0)
     theirs = accuracy(model, torchattacks.APGD(model, eps=threat.eps, steps=50, n_restarts=1, loss="ce", seed=0)(x, y),
                       y)

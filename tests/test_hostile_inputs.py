@@ -99,7 +99,7 @@ CASES = [
     (["train", "--clean-weight", "2"], "clean_weight must be a number ≥ 0 and ≤ 1"),
     (["train", "--train-size", "0"], "train_size must be an integer ≥ 1"),
     (["train", "--val-subset", "0"], "val_subset must be an integer ≥ 1"),
-    (["train", "--ema-decay", "1"], "ema_decay must be below 1"),
+    (["train", "--ema-decay", "1"], "ema_decay must be a number ≥ 0 and < 1"),
     (["train", "--early-stop-patience", "-2"], "early_stop_patience must be an integer ≥ 0"),
     # unknown names
     (["train", "--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'"),

@@ -7,14 +7,16 @@ import torch
 from armor import ThreatModel, TrainConfig, UserError, create_method, create_model
 from armor.attacks import PGD
 from armor.attacks.transfer import TransferAttack
+from armor.checkpoints import load_model, model_spec
 from armor.eval import evaluate
-from armor.eval.run import load_model
+from armor.io import read_jsonl
+from armor.methods import METHODS
+from armor.models import build_model
 from armor.models.folded import FoldedHead
-from armor.train import Trainer, build_model
-from armor.train.checkpoint import read_jsonl
+from armor.train import Trainer
 
 # short runs: a 600-image training subset, PGD-5 inner attacks, 200 test images (1 image = 0.5 points)
-SHORT = dict(eps=0.2, epochs=10, steps=5, batch_size=32, train_size=600, test_size=200, eval_attacks=["pgd"], eval_steps=20)
+SHORT = dict(eps=0.2, epochs=10, batch_size=32, train_size=600, test_size=200, eval_attacks=["pgd"], eval_steps=20)
 
 
 @pytest.fixture(scope="module")
@@ -24,25 +26,31 @@ def runs(tmp_path_factory):
     def get(label, **kw):
         if label not in cache:
             out = tmp_path_factory.mktemp(label)
-            trainer = Trainer(TrainConfig(**{**SHORT, **kw, "out": str(out)}), overwrite=True, progress=False)
+            steps = {"steps": 5} if METHODS.takes(kw["method"], "steps") else {}  # PGD-5 inner attacks
+            trainer = Trainer(TrainConfig(**{**SHORT, **steps, **kw, "out": str(out)}), overwrite=True,
+                              progress=False)
             summary = trainer.fit()
             cache[label] = {"summary": summary, "trainer": trainer, "out": out,
-                            "pgd": summary["test"]["attacks"]["pgd-20"]["robust_acc"],
-                            "clean": summary["test"]["clean_acc"]}
+                            "pgd": summary.test.acc("pgd-20"),
+                            "clean": summary.test.clean_acc}
         return cache[label]
 
     return get
 
 
-PLANS = {"trades": dict(method="trades", beta=6.0), "mart": dict(method="mart", beta=6.0),
-         "fgsm_rs": dict(method="fgsm_rs"), "free": dict(method="free", replays=4, epochs=3),
-         "dummy": dict(method="dummy")}
+#: settings that differ from a method's defaults; every other registered method trains with its defaults
+PLANS = {"trades": dict(beta=6.0), "mart": dict(beta=6.0), "free": dict(replays=4, epochs=3)}
+ROBUST_METHODS = [m for m in METHODS.names() if METHODS.get(m).adversarial]
 
 
-@pytest.mark.parametrize("label", list(PLANS))
+def plan(label):
+    return {"method": label, **PLANS.get(label, {})}
+
+
+@pytest.mark.parametrize("label", ROBUST_METHODS)
 def test_method_beats_standard_training_under_pgd20(label, runs, standard_run):
-    std = standard_run["summary"]["test"]["attacks"]["pgd-10"]["robust_acc"]  # a weaker attack than PGD-20
-    run = runs(label, **PLANS[label])
+    std = standard_run["summary"].test.acc("pgd-10")  # a weaker attack than PGD-20
+    run = runs(label, **plan(label))
     assert std < 15
     # dummy-class AT is the weakest here (its reference runs did not beat PGD-AT either)
     assert run["pgd"] >= std + (15 if label == "dummy" else 25), (label, run["pgd"], std)
@@ -51,20 +59,20 @@ def test_method_beats_standard_training_under_pgd20(label, runs, standard_run):
 
 @pytest.mark.parametrize("label", ["fgsm_rs", "free"])
 def test_guard_watches_single_step_methods_and_stays_quiet_on_a_normal_run(label, runs):
-    run = runs(label, **PLANS[label])
+    run = runs(label, **plan(label))
     records = read_jsonl(run["out"] / "metrics.jsonl")
     assert all("guard_pgd_acc" in r for r in records) and not any("guard" in r for r in records)
-    assert run["summary"]["stop_reason"] is None and len(records) == PLANS[label].get("epochs", SHORT["epochs"])
+    assert run["summary"].stop_reason is None and len(records) == plan(label).get("epochs", SHORT["epochs"])
 
 
 def test_trades_beta_trades_clean_accuracy_for_robustness(runs):
-    low, high = runs("trades_b0.1", method="trades", beta=0.1), runs("trades", **PLANS["trades"])
+    low, high = runs("trades_b0.1", method="trades", beta=0.1), runs("trades", **plan("trades"))
     assert high["pgd"] >= low["pgd"] + 10, (low["pgd"], high["pgd"])
     assert low["clean"] >= high["clean"] - 1.0, (low["clean"], high["clean"])
 
 
 def test_dummy_model_is_folded_and_every_attack_sees_the_folded_output(runs):
-    run = runs("dummy", **PLANS["dummy"])
+    run = runs("dummy", **plan("dummy"))
     model, threat = run["trainer"].model, run["trainer"].threat
     assert isinstance(model, FoldedHead) and model.num_classes == 10
     x, y = run["trainer"].data.x_test, run["trainer"].data.y_test  # the run's own 200 test images
@@ -75,9 +83,9 @@ def test_dummy_model_is_folded_and_every_attack_sees_the_folded_output(runs):
     torch.manual_seed(0)
     res = evaluate(loaded, x, y, {"folded": PGD(threat, steps=20),
                                   "raw head": TransferAttack(PGD(threat, steps=20), loaded.raw)})
-    folded, raw = res["attacks"]["folded"]["robust_acc"], res["attacks"]["raw head"]["robust_acc"]
+    folded, raw = res.acc("folded"), res.acc("raw head")
     assert folded <= raw, (folded, raw)
-    assert res["clean_acc"] == pytest.approx(run["clean"])  # best.pt reloaded: the same folded model
+    assert res.clean_acc == pytest.approx(run["clean"])  # best.pt reloaded: the same folded model
 
 
 def test_free_at_uses_the_trainers_backward_for_the_perturbation(digits):
@@ -118,8 +126,8 @@ def test_method_options_are_checked():
 
 def test_build_model_widens_and_folds_only_for_dummy():
     meta = {"input_shape": [1, 8, 8], "num_classes": 10, "mean": [0.3], "std": [0.4]}
-    plain = build_model(TrainConfig(method="trades"), meta)
-    folded = build_model(TrainConfig(method="dummy"), meta)
+    plain = build_model(model_spec(TrainConfig(method="trades"), meta))
+    folded = build_model(model_spec(TrainConfig(method="dummy"), meta))
     assert not isinstance(plain, FoldedHead) and isinstance(folded, FoldedHead)
     x = torch.rand(3, 1, 8, 8)
     assert plain(x).shape == (3, 10) and folded(x).shape == (3, 10) and folded.raw(x).shape == (3, 20)

@@ -6,7 +6,7 @@ import torch
 
 from armor import TrainConfig, ThreatModel, create_attack
 from armor.train import Trainer
-from armor.train.checkpoint import read_jsonl
+from armor.io import read_jsonl
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 
@@ -31,7 +31,7 @@ def test_a_run_stuck_at_chance_is_stopped_and_reported(tmp_path):
     summary = Trainer(cfg, progress=False).fit()
     records = read_jsonl(tmp_path / "stuck" / "metrics.jsonl")
     assert len(records) == 3 and records[-1]["chance_guard"] == "fired"
-    assert "stuck at chance" in summary["stop_reason"] and "eps_warmup" in summary["stop_reason"]
+    assert "stuck at chance" in summary.stop_reason and "eps_warmup" in summary.stop_reason
 
 
 def test_unclamped_random_start_may_leave_the_box_but_the_attack_output_does_not():

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from armor.cli import main
-from armor.train.checkpoint import append_jsonl, load_checkpoint, read_jsonl, save_checkpoint, truncate_jsonl
+from armor.io import append_jsonl, load_checkpoint, read_jsonl, save_checkpoint, truncate_jsonl
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 TRAIN = ["train", "--method", "pgd_at", "--eps", "0.2", "--steps", "2", "--epochs", "3", "--train-size", "640",
@@ -60,12 +60,12 @@ def test_sigkilled_training_resumes_to_the_same_weights_and_metrics(tmp_path):
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert _strip(read_jsonl(whole / "metrics.jsonl")) == _strip(read_jsonl(split / "metrics.jsonl"))
     ra, rb = (json.loads((d / "results.json").read_text()) for d in (whole, split))
-    assert ra["test"] == rb["test"] and ra["best_epoch"] == rb["best_epoch"]
+    assert ra["candidates"] == rb["candidates"] and ra["best_epoch"] == rb["best_epoch"]
 
 
 SLOW_WRITER = textwrap.dedent("""
     import sys, time, io, torch
-    from armor.train import checkpoint as ck
+    from armor import io as ck
     path = sys.argv[1]
     ck.save_checkpoint(path, {"epoch": 1, "model": {"w": torch.ones(50000)}})
     real_save = torch.save
@@ -102,7 +102,7 @@ def test_kill_during_checkpoint_write_leaves_the_previous_checkpoint_loadable(tm
 
 APPENDER = textwrap.dedent("""
     import sys
-    from armor.train.checkpoint import append_jsonl
+    from armor.io import append_jsonl
     i = 0
     while True:  # large records, so a kill is likely to land inside a write
         append_jsonl(sys.argv[1], {"epoch": i, "blob": "x" * 200000})
@@ -195,11 +195,11 @@ def test_checkpoints_are_tensors_and_plain_metadata_and_export_to_safetensors(ro
         meta = f.metadata()
     assert json.loads(meta["config"])["method"] == "pgd_at" and json.loads(meta["epoch"]) == state["epoch"]
     # the exported weights rebuild the same model
-    from armor.train import build_model
-    from armor.config import TrainConfig
     from safetensors.torch import load_file
 
-    model = build_model(TrainConfig.from_dict(json.loads(meta["config"])), json.loads(meta["dataset"]))
+    from armor.models import ModelSpec, build_model
+
+    model = build_model(ModelSpec.from_dict(json.loads(meta["model_spec"])))
     model.load_state_dict(load_file(str(out)))
     x = robust_run["trainer"].data.x_test[:50].cpu()
     assert torch.equal(model.eval()(x).argmax(1), robust_run["model"].cpu()(x).argmax(1))

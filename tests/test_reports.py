@@ -13,7 +13,14 @@ import pytest
 
 from armor.cli import main
 from armor.eval.figures import compute_figures
-from armor.reports.html import load_runs, markdown_table, render_html
+from armor.reports.html import SECTIONS, load_runs, markdown_table, render_html
+from armor.results import AttackResult, EpsSweep, Evaluation, EvaluationRecord
+
+
+def section(page, anchor):
+    """The HTML of one report section."""
+    start = page.index(f'<section id="{anchor}">')
+    return page[start:page.index("</section>", start)]
 
 
 def _copy_run(run, dest):
@@ -30,22 +37,24 @@ def report(standard_run, robust_run, tmp_path_factory):
     rob = _copy_run(robust_run, root / "robust <&>")  # a name that must be escaped in HTML
     for run in (std, rob):
         compute_figures(run, n=6, steps=10, device="cpu")
-    record = {"suite": "quick", "robust_acc": {"pgd-20": 41.5}, "robust_acc_kind": "cumulative",
-              "threat": {"norm": "linf", "eps": 0.2}, "method": "pgd_at",
-              "result": {"n": 200, "clean_acc": 90.5, "attacks": {"pgd-20": {"robust_acc_partial": 41.5}},
-                         "worst_case_acc": 41.5, "broken_by": {"pgd-20": 98}, "mode": "ensemble"},
-              "checks": {"checks": [{"name": "large_eps_reaches_zero", "status": "PASS", "value": 0.0,
-                                     "message": "PGD-100 at ε = 1: 0.0 % (WARN above 5 %)"},
-                                    {"name": "gradients_nonzero", "status": "WARN", "value": 12.0,
-                                     "message": "zero <gradient> on 12.0 % of inputs"}],
-                         "numbers": {"n": 200}, "warnings": 1},
-              "sweep": {"norm": "linf", "n": 200, "rows": [{"eps": 0.1, "worst_case_acc": 70.0, "clean_acc": 90.5},
-                                                           {"eps": 0.2, "worst_case_acc": 41.5, "clean_acc": 90.5},
-                                                           {"eps": 0.3, "worst_case_acc": 12.25, "clean_acc": 90.5}]},
-              "corruptions": {"clean_acc": 90.5, "n": 200, "mean_corrupted_acc": 77.7,
-                              "corruptions": {"gaussian_noise": {"severity": {}, "mean": 80.25},
-                                              "contrast": {"severity": {}, "mean": 75.15}}}}
-    (rob / "eval.json").write_text(json.dumps(record))
+    # an eval record as `armor eval` writes it, with checks, a sweep and corruptions (numbers made up: rendering only)
+    result = Evaluation("ensemble", 200, 181, 83, {"pgd-20": AttackResult("pgd-20", "PGD(...)", 83, 98, 4000)},
+                        ["clean"] * 19 + ["pgd-20"] * 98 + [None] * 83, 4200, 0)
+    sweep = EpsSweep("linf", 200, [{"eps": 0.1, "worst_case_acc": 70.0, "clean_acc": 90.5},
+                                   {"eps": 0.2, "worst_case_acc": 41.5, "clean_acc": 90.5},
+                                   {"eps": 0.3, "worst_case_acc": 12.25, "clean_acc": 90.5}], ["pgd-20"])
+    checks = {"checks": [{"name": "large_eps_reaches_zero", "status": "PASS", "value": 0.0,
+                          "message": "PGD-100 at ε = 1: 0.0 % (WARN above 5 %)"},
+                         {"name": "gradients_nonzero", "status": "WARN", "value": 12.0,
+                          "message": "zero <gradient> on 12.0 % of inputs"}],
+              "numbers": {"n": 200}, "warnings": 1}
+    corruptions = {"clean_acc": 90.5, "n": 200, "mean_corrupted_acc": 77.7,
+                   "corruptions": {"gaussian_noise": {"severity": {}, "mean": 80.25},
+                                   "contrast": {"severity": {}, "mean": 75.15}}}
+    EvaluationRecord(source={"checkpoint": "best.pt", "epoch": 20, "method": "pgd_at"}, dataset="digits",
+                     split="test", architecture="small_cnn", threat={"norm": "linf", "eps": 0.2}, suite="quick",
+                     attacks={"pgd-20": "PGD(...)"}, budget={}, reduced=[], seed=0, adaptive={"eot": 1, "bpda": None},
+                     result=result, checks=checks, sweep=sweep, corruptions=corruptions).write(rob / "eval.json")
     out = root / "report.html"
     render_html(load_runs([std, rob]), out)
     return {"html": out.read_text(), "path": out, "std": std, "rob": rob, "root": root,
@@ -59,24 +68,27 @@ def test_report_has_tables_images_and_no_external_urls(report):
         assert f">{title}</h2>" in page
     # the accuracy table carries the runs' own numbers, read from results.json
     for key, summary in report["results"].items():
-        test = summary["test"]
-        assert f"<td class=\"num\">{test['clean_acc']:.1f}</td>" in page
-        assert f"<td class=\"num strong\">{test['worst_case_acc']:.1f}</td>" in page
+        test = summary.test
+        assert f"<td class=\"num\">{test.clean_acc:.1f}</td>" in page
+        assert f"<td class=\"num strong\">{test.worst_case_acc:.1f}</td>" in page
     assert "41.5†" in page and "12.2" in page and "80.2" in page  # eval record: suite, sweep, corruptions
     assert 'class="badge WARN">WARN' in page and 'class="badge PASS">PASS' in page
     # text from files is escaped, never markup
     assert "robust &lt;&amp;&gt;" in page and "robust <&>" not in page
     assert "&lt;gradient&gt;" in page
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    # 2 learning curves, 1 sweep, 1 trade-off, 2 example grids, 1 saliency
-    assert len(images) == 7
     assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
+    # one learning-curve figure and one example grid per run, one cross-run figure where runs are compared
+    expected = {"curves": 2, "examples": 2, "sweep": 1, "tradeoff": 1, "saliency": 1}
+    for anchor, _ in SECTIONS:
+        assert section(page, anchor).count("<img") == expected.get(anchor, 0), anchor
     assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", page, re.I)  # no network: no URL of any kind
     assert "<script" not in page.lower() and "<link" not in page.lower()
     assert page.count("Not measured") == 0
-    # plots also saved as PNG next to the JSON
-    for run in (report["std"], report["rob"]):
-        assert (run / "learning_curves.png").is_file() and (run / "examples.png").is_file()
+    # plots also saved as PNG beside the report (never into the run folders it renders)
+    for label in ("standard", "robust____"):
+        assert (report["root"] / f"report_{label}_learning_curves.png").is_file()
+        assert (report["root"] / f"report_{label}_examples.png").is_file()
     assert (report["root"] / "report_saliency.png").is_file() and (report["root"] / "report_tradeoff.png").is_file()
 
 
@@ -86,8 +98,29 @@ def test_missing_sections_say_not_measured(report, tmp_path):
     shutil.copy(report["std"] / "results.json", run / "results.json")
     render_html(load_runs([run]), tmp_path / "r.html")
     page = (tmp_path / "r.html").read_text()
-    assert page.count("Not measured") == 8  # every section but the accuracy table
+    for anchor, _ in SECTIONS:  # a results.json alone measures the accuracy table, nothing else
+        assert ("Not measured" in section(page, anchor)) == (anchor != "accuracy"), anchor
     assert ">Clean vs robust accuracy</h2><table>" in page
+
+
+def test_rendering_writes_nothing_into_the_run_folders(report, tmp_path):
+    """The renderer only reads: a read-only copy of a run renders, and no file in it changes or appears."""
+    import os
+    import stat
+
+    run = shutil.copytree(report["rob"], tmp_path / "frozen")
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    for path in [run, *run.rglob("*")]:
+        path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    try:
+        out = tmp_path / "out" / "r.html"
+        out.parent.mkdir()
+        render_html(load_runs([run]), out)
+        assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+        assert "Input-gradient saliency" in out.read_text() and os.listdir(out.parent)
+    finally:
+        for path in [run, *run.rglob("*")]:
+            path.chmod(path.stat().st_mode | stat.S_IWUSR)
 
 
 def test_saliency_of_the_robust_model_looks_more_like_the_digit(report):
@@ -108,7 +141,7 @@ def test_markdown_and_cli(report, capsys, tmp_path):
     out = capsys.readouterr().out
     assert code == 0
     assert out.splitlines()[0].startswith("| run") and "| worst case |" in out.splitlines()[0]
-    clean = report["results"]["standard"]["test"]["clean_acc"]
+    clean = report["results"]["standard"].test.clean_acc
     assert f"| {clean:.1f} " in out
     assert not (tmp_path / "report.html").exists()
     assert markdown_table(load_runs([report["rob"]])).count("\n| robust <&>") == 2
@@ -136,7 +169,7 @@ def test_report_loads_in_headless_chromium(report, tmp_path):
     assert dom.returncode == 0, dom.stderr[-2000:]
     console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
     assert not console, console
-    assert dom.stdout.count("<img") == 7 and ">Input-gradient saliency</h2>" in dom.stdout
+    assert dom.stdout.count("<img") == report["html"].count("<img") and ">Input-gradient saliency</h2>" in dom.stdout
     shot = tmp_path / "shot.png"
     run = subprocess.run(flags + [f"--screenshot={shot}", "--window-size=1280,2000", url], capture_output=True,
                          text=True, timeout=180)

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from armor import TrainConfig
-from armor.eval.run import load_model
+from armor.checkpoints import load_model
 from armor.train import Trainer
-from armor.train.checkpoint import read_jsonl
+from armor.io import read_jsonl
 
 
 def _cfg(out, **kw):
@@ -44,9 +44,9 @@ def test_best_checkpoint_is_argmax_of_logged_robust_val_acc_ties_to_clean(tmp_pa
     records = read_jsonl(tmp_path / "r" / "metrics.jsonl")
     logged_best = max(records, key=lambda r: (r["val_robust_acc"], r["val_clean_acc"]))["epoch"]
     assert logged_best == 4
-    assert torch.load(tmp_path / "r" / "best.pt", weights_only=True)["epoch"] == 4 == summary["best_epoch"]
+    assert torch.load(tmp_path / "r" / "best.pt", weights_only=True)["epoch"] == 4 == summary.best_epoch
     assert torch.load(tmp_path / "r" / "last.pt", weights_only=True)["epoch"] == 5
-    assert summary["stop_reason"] is None and summary["last_epoch"] == 5
+    assert summary.stop_reason is None and summary.last_epoch == 5
 
 
 def test_early_stopping_stops_after_patience_evaluations_without_improvement(tmp_path, monkeypatch):
@@ -58,16 +58,16 @@ def test_early_stopping_stops_after_patience_evaluations_without_improvement(tmp
     summary = Trainer(_cfg(tmp_path / "r", epochs=9, early_stop_patience=3), progress=False).fit()
     records = read_jsonl(tmp_path / "r" / "metrics.jsonl")
     assert [r["epoch"] for r in records] == list(range(1, 8)) and len(calls) == 7
-    assert summary["best_epoch"] == 4 and summary["last_epoch"] == 7
-    assert "early stopping" in summary["stop_reason"] and "best epoch 4" in summary["stop_reason"]
-    assert json.loads((tmp_path / "r" / "results.json").read_text())["stop_reason"] == summary["stop_reason"]
+    assert summary.best_epoch == 4 and summary.last_epoch == 7
+    assert "early stopping" in summary.stop_reason and "best epoch 4" in summary.stop_reason
+    assert json.loads((tmp_path / "r" / "results.json").read_text())["stop_reason"] == summary.stop_reason
 
 
 def test_early_stopping_counts_evaluations_not_epochs(tmp_path, monkeypatch):
     _no_training(monkeypatch)
     _scripted(monkeypatch, [10.0, 5.0, 5.0, 50.0])
     summary = Trainer(_cfg(tmp_path / "r", epochs=8, val_every=2, early_stop_patience=2), progress=False).fit()
-    assert summary["last_epoch"] == 6 and summary["best_epoch"] == 2  # validations at 2, 4, 6
+    assert summary.last_epoch == 6 and summary.best_epoch == 2  # validations at 2, 4, 6
 
 
 def test_ema_and_swa_are_their_own_evaluated_candidates(tmp_path):
@@ -86,13 +86,19 @@ def test_ema_and_swa_are_their_own_evaluated_candidates(tmp_path):
     raw = trainer.model.state_dict()
     assert any(not torch.allclose(ema[k], raw[k]) for k in raw)
     # each candidate has its own best checkpoint, loadable by `armor eval`, and its own test line
-    assert set(summary["candidates"]) == {"best", "ema", "swa"}
-    for name, cand in summary["candidates"].items():
-        assert 0 <= cand["test"]["attacks"]["pgd-3"]["robust_acc"] <= 100
-        model, _, state = load_model(out / cand["checkpoint"], device="cpu")
-        assert state["epoch"] == cand["epoch"]
+    assert set(summary.candidates) == {"best", "ema", "swa"}
+    x, y = trainer.data.x_test, trainer.data.y_test
+    for name, cand in summary.candidates.items():
+        model, _, state = load_model(out / cand.checkpoint, device="cpu")
+        assert state["epoch"] == cand.epoch
+        # the test line of each candidate is its own checkpoint's: the clean predictions match exactly
+        predicted = model(x).argmax(1) == y
+        assert cand.test.correct == int(predicted.sum())
+        assert [b != "clean" for b in cand.test.broken_by_example] == predicted.tolist()
+    assert len({c.test.correct for c in summary.candidates.values()}) > 1 or \
+        len({c.epoch for c in summary.candidates.values()}) == 1  # different models, different results
     ema_best = max(records, key=lambda r: (r["ema_val_robust_acc"], r["ema_val_clean_acc"]))["epoch"]
-    assert summary["candidates"]["ema"]["epoch"] == ema_best
+    assert summary.candidates["ema"].epoch == ema_best
     ema_state = torch.load(out / "best_ema.pt", weights_only=True)
     assert ema_state["candidate"] == "ema"
     assert (out / "learning_curves.png").stat().st_size > 1000
@@ -104,7 +110,7 @@ def test_resume_keeps_best_so_far_patience_and_ema_state(tmp_path, monkeypatch):
     _scripted(monkeypatch, robust)
     whole = Trainer(_cfg(tmp_path / "whole", **cfg), progress=False)
     whole_summary = whole.fit()
-    assert whole_summary["last_epoch"] == 5 and whole_summary["best_epoch"] == 2
+    assert whole_summary.last_epoch == 5 and whole_summary.best_epoch == 2
 
     calls = _scripted(monkeypatch, robust)
     original = Trainer.train_epoch
@@ -123,7 +129,7 @@ def test_resume_keeps_best_so_far_patience_and_ema_state(tmp_path, monkeypatch):
     resumed = Trainer(_cfg(tmp_path / "split", **cfg), resume=True, progress=False)
     assert resumed.best["epoch"] == 2 and resumed.callbacks[1].bad_evals == 1
     summary = resumed.fit()
-    assert summary["last_epoch"] == 5 and summary["best_epoch"] == 2  # patience counted across the crash
+    assert summary.last_epoch == 5 and summary.best_epoch == 2  # patience counted across the crash
     for a, b in ((whole.model, resumed.model), (whole.callbacks[0].averaged, resumed.callbacks[0].averaged)):
         sa, sb = a.state_dict(), b.state_dict()
         assert all(torch.equal(sa[k], sb[k]) for k in sa)

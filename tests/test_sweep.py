@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import csv
-import json
+
+import yaml
 
 from armor.cli import main
 from armor.reports.sweep import write_sweep
+from armor.results import SweepPoint, SweepRecord, TrainingRecord, read_record
 from armor.train.sweep import pareto_front
 
 TINY = ["--epochs", "1", "--train-size", "100", "--val-size", "20", "--test-size", "40", "--steps", "1",
@@ -17,14 +19,19 @@ def test_sweep_cli_writes_its_table_and_plot(tmp_path, capsys):
     code = main(["sweep", "--method", "trades", "--param", "beta", "--values", "0.1", "6", "--out", str(out)] + TINY)
     stdout = capsys.readouterr().out
     assert code == 0 and "beta" in stdout and "pareto" in stdout
-    sweep = json.loads((out / "sweep.json").read_text())
-    assert sweep["param"] == "beta" and [p["beta"] for p in sweep["points"]] == [0.1, 6.0]
-    for p in sweep["points"]:
-        assert 0 <= p["robust_acc"] <= p["clean_acc"] <= 100 and p["method"] == "trades"
-        assert (tmp_path / "sweep" / f"beta={p['beta']:g}" / "results.json").is_file()
+    sweep = read_record(out / "sweep.json", SweepRecord)
+    assert sweep.param == "beta" and [p.value for p in sweep.points] == [0.1, 6.0]
+    for p in sweep.points:
+        # each row holds the numbers its own run measured (its results.json), for the value it was trained with
+        run = read_record(tmp_path / "sweep" / f"beta={p.value:g}" / "results.json", TrainingRecord)
+        assert p.method == "trades" and p.run == run.run and p.best_epoch == run.best_epoch
+        assert (p.clean_acc, p.worst_case_acc) == (run.test.clean_acc, run.test.worst_case_acc)
+        assert p.attacks == {label: run.test.acc(label) for label in run.test.labels}
+        assert yaml.safe_load((tmp_path / "sweep" / f"beta={p.value:g}" / "config.yaml").read_text())["beta"] \
+            == p.value
     rows = list(csv.reader((out / "sweep.csv").open()))
     assert rows[0][:2] == ["beta", "method"] and [r[0] for r in rows[1:]] == ["0.1", "6"]
-    assert float(rows[1][2]) == round(sweep["points"][0]["clean_acc"], 1)
+    assert float(rows[1][2]) == round(sweep.points[0].clean_acc, 1)
     assert "| beta" in (out / "sweep.md").read_text()
     assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -37,15 +44,22 @@ def test_sweep_refuses_a_parameter_it_cannot_vary(tmp_path, capsys):
                 + TINY)
     assert code == 2 and "beta must be a number ≥ 0" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()  # nothing trained, nothing written
+    # a value the method has no option for fails before anything trains
+    code = main(["sweep", "--method", "pgd_at", "--param", "replays", "--values", "2", "4", "--out",
+                 str(tmp_path / "s")] + TINY)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "method 'pgd_at' has no option 'replays'" in err[0], err
+    assert not (tmp_path / "s").exists()
 
 
 def test_pareto_front_and_renderers_from_json_alone(tmp_path):
-    points = [{"method": m, "beta": b, "clean_acc": c, "robust_acc": r, "attacks": {"pgd-20": r}}
+    points = [SweepPoint(b, m, c, r, {"pgd-20": r}, 1, None, f"runs/{b}")
               for m, b, c, r in [("trades", 0.1, 99.0, 34.0), ("trades", 1.0, 98.5, 57.0),
                                  ("trades", 3.0, 97.2, 62.0), ("trades", 6.0, 96.5, 61.0)]]
     assert pareto_front(points) == [0, 1, 2]  # β = 6 is beaten by β = 3 on both axes
-    sweep = {"param": "beta", "threat": {"norm": "linf", "eps": 0.2}, "dataset": "digits", "model": "small_cnn",
-             "points": points, "pareto": pareto_front(points)}
+    sweep = SweepRecord(param="beta", threat={"norm": "linf", "eps": 0.2}, dataset="digits", model="small_cnn",
+                        base={}, points=points, pareto=pareto_front(points))
     paths = write_sweep(sweep, tmp_path)
+    assert read_record(tmp_path / "sweep.json") == sweep  # written and read back by the one schema
     md = (tmp_path / "sweep.md").read_text()
     assert "| 6 " in md and md.count("*") >= 3 and set(paths) == {"json", "csv", "md", "png"}

@@ -6,15 +6,15 @@ import torch
 from armor import TrainConfig, UserError
 from armor.methods import METHODS, create_method
 from armor.train import Trainer
-from armor.train.checkpoint import read_jsonl
+from armor.io import read_jsonl
 
 
 def test_pgd_at_model_beats_standard_model_under_pgd(standard_run, robust_run):
-    std = standard_run["summary"]["test"]
-    rob = robust_run["summary"]["test"]
-    assert std["clean_acc"] > 90 and rob["clean_acc"] > 88
-    assert std["attacks"]["pgd-10"]["robust_acc"] < 15
-    assert rob["attacks"]["pgd-10"]["robust_acc"] > std["attacks"]["pgd-10"]["robust_acc"] + 30
+    std = standard_run["summary"].test
+    rob = robust_run["summary"].test
+    assert std.clean_acc > 90 and rob.clean_acc > 88
+    assert std.acc("pgd-10") < 15
+    assert rob.acc("pgd-10") > std.acc("pgd-10") + 30
 
 
 def test_metrics_file_has_one_complete_line_per_epoch(robust_run):
@@ -30,7 +30,7 @@ def test_best_checkpoint_is_the_epoch_of_highest_val_robust_accuracy(robust_run)
     records = read_jsonl(robust_run["out"] / "metrics.jsonl")
     best = max(records, key=lambda r: (r["val_robust_acc"], r["val_clean_acc"]))
     state = torch.load(robust_run["out"] / "best.pt", weights_only=True)
-    assert state["epoch"] == best["epoch"] == robust_run["summary"]["best_epoch"]
+    assert state["epoch"] == best["epoch"] == robust_run["summary"].best_epoch
     assert json.loads((robust_run["out"] / "results.json").read_text())["best_epoch"] == best["epoch"]
 
 
@@ -105,10 +105,13 @@ def test_clean_weight_mixes_the_clean_loss(digits):
 def test_every_method_takes_a_training_step(name, digits):
     from armor import ThreatModel, create_model
 
-    cls = METHODS.get(name)  # a method may widen and wrap the head (dummy-class AT folds 2C outputs to C)
-    model = cls.wrap_model(create_model("small_cnn", (1, 8, 8), 10 * cls.head_factor), 10)
-    out = create_method(name, ThreatModel("linf", 0.2), steps=2).step(model, digits.x_train[:32],
-                                                                       digits.y_train[:32])
+    from armor.models import ModelSpec, build_model
+
+    cls = METHODS.get(name)  # a method may ask for another head (dummy-class AT folds 2C outputs to C)
+    model = build_model(ModelSpec("small_cnn", [1, 8, 8], 10, head=cls.head))
+    options = {"steps": 2} if METHODS.takes(name, "steps") else {}
+    out = create_method(name, ThreatModel("linf", 0.2), **options).step(model, digits.x_train[:32],
+                                                                         digits.y_train[:32])
     out.loss.backward()
     assert torch.isfinite(out.loss) and out.logits.shape == (32, 10)
     assert all(p.grad is not None for p in model.parameters())
@@ -116,4 +119,32 @@ def test_every_method_takes_a_training_step(name, digits):
 
 def test_eps_warmup_ramps_the_budget(tmp_path):
     t = Trainer(_cfg(tmp_path / "r", eps_warmup=2, epochs=3), progress=False)
-    assert [t.eps_at(p) for p in (0.5, 1.0, 1.5, 2.0, 2.5)] == pytest.approx([0.05, 0.1, 0.15, 0.2, 0.2])
+    assert [t.schedule.at(p).eps for p in (0.5, 1.0, 1.5, 2.0, 2.5)] == pytest.approx([0.05, 0.1, 0.15, 0.2, 0.2])
+    assert t.schedule.at(2.0) is t.schedule.at(7.5) is t.threat  # after the ramp: the run's own threat object
+
+
+def test_during_the_eps_ramp_the_inner_attack_is_rebuilt_only_when_eps_changes(tmp_path, monkeypatch):
+    """One owner of ε: the schedule; the method rebuilds its PGD only when the threat it is handed changed."""
+    import functools
+
+    from armor.attacks import pgd
+
+    built = []
+    original = pgd.PGD.__init__
+
+    @functools.wraps(original)  # keeps the signature: the registry reads the options from it
+    def counting(self, threat, *a, **kw):
+        built.append(threat.eps)
+        original(self, threat, *a, **kw)
+
+    monkeypatch.setattr(pgd.PGD, "__init__", counting)
+    cfg = _cfg(tmp_path / "r", eps_warmup=2, epochs=4, batch_size=100)
+    trainer = Trainer(cfg, progress=False)
+    batches = len(trainer.data.x_train) // cfg.batch_size
+    built.clear()
+    for epoch in range(4):
+        trainer.train_epoch(epoch)
+    ramp = [trainer.schedule.eps_at(e + (b + 1) / batches) for e in range(2) for b in range(batches)]
+    # one construction per new ε: each ramp step, then the full ε once — never again in epochs 3 and 4
+    assert built == [e for e in ramp if e < 0.2] + [0.2]
+    assert len(set(built)) == len(built)

@@ -22,7 +22,7 @@ from torch import nn
 from ..errors import UserError
 from ..losses import dlr_targeted
 from ..threat import ThreatModel
-from .base import _FP16_LOSS_SCALE, ATTACKS, Attack, _fp16_autocast, check_steps
+from .base import ATTACKS, Attack, check_steps, input_gradient
 
 MOMENTUM = 0.75
 
@@ -65,15 +65,7 @@ class APGD(Attack):
         shape = (-1,) + (1,) * (x.dim() - 1)
 
         def grad_at(point):
-            point = point.detach().requires_grad_(True)
-            logits = model(point)
-            loss = objective(logits)
-            # fp16 autocast: scale the loss so small input gradients do not underflow (see base.input_grad)
-            scale = _FP16_LOSS_SCALE if _fp16_autocast(point.device) else 1.0
-            (grad,) = torch.autograd.grad(loss.sum() * scale, point)
-            if scale != 1.0:
-                grad = torch.nan_to_num(grad / scale, nan=0.0)
-            return grad.detach(), logits.detach(), loss.detach()
+            return input_gradient(model, point, objective)
 
         x_adv = threat.random_init(x)
         grad, logits, loss = grad_at(x_adv)

@@ -13,6 +13,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..losses import LOSSES
+from ..modes import untouched
 from ..registry import Registry
 from ..threat import ThreatModel
 from .adaptive import Bpda, adaptive, check_eot
@@ -49,10 +50,33 @@ def _fp16_autocast(device: torch.device) -> bool:
             torch.get_autocast_gpu_dtype() == torch.float16
 
 
+def input_gradient(model: nn.Module, x: torch.Tensor, objective: Callable[[torch.Tensor], torch.Tensor]
+                   ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """∂ Σ objective(model(x)) / ∂x, with (grad, logits, per-example objective), all detached.
+
+    The one place that handles fp16: under fp16 autocast small input gradients would underflow to 0 inside the
+    half-precision layers (and sign(0) = 0 stalls PGD), so the loss is scaled up and the fp32 gradient back down;
+    an fp16 overflow gives inf (the sign is still right) or NaN (set to 0: no move this step).
+    """
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        logits = model(x)
+        loss = objective(logits)
+        scale = _FP16_LOSS_SCALE if _fp16_autocast(x.device) else 1.0
+        (grad,) = torch.autograd.grad(loss.sum() * scale, x)
+    if scale != 1.0:
+        grad = torch.nan_to_num(grad / scale, nan=0.0)
+    return grad.detach(), logits.detach(), loss.detach()
+
+
 class Attack:
     """Base class: subclasses implement ``perturb``; ``__call__`` guards the model's state."""
 
     name = "attack"
+    #: takes ``steps`` steps of a fixed ``step_size`` (what ``--step-size`` sets); APGD adapts its own step
+    iterative = False
+    #: needs image batches (N, C, H, W) (Square's windows)
+    needs_images = False
 
     def __init__(self, threat: ThreatModel, loss: str | Callable = "ce", targeted: bool = False, eot: int = 1,
                  bpda: Bpda = None):
@@ -69,18 +93,9 @@ class Attack:
             # input gradients need no all-reduce of weight gradients: attack the shared module directly,
             # so DDP never sees a forward without its backward
             model = model.module
-        training = model.training
-        flags = [p.requires_grad for p in model.parameters()]
-        try:
-            with torch.enable_grad(), adaptive(model, self.eot, self.bpda) as attacked:
-                # enable_grad: attacks work even when called under torch.no_grad()
-                x_adv = self.perturb(attacked, x.detach(), y.detach())
-        finally:
-            if model.training != training:
-                model.train(training)
-            for p, flag in zip(model.parameters(), flags):
-                if p.requires_grad != flag:
-                    p.requires_grad_(flag)
+        with untouched(model), torch.enable_grad(), adaptive(model, self.eot, self.bpda) as attacked:
+            # enable_grad: attacks work even when called under torch.no_grad()
+            x_adv = self.perturb(attacked, x.detach(), y.detach())
         return x_adv.detach()
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -93,18 +108,9 @@ class Attack:
     def input_grad(self, model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor
                    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Gradient of the (ascent) loss with respect to the input; returns (grad, logits, loss)."""
-        x_adv = x_adv.detach().requires_grad_(True)
-        logits = model(x_adv)
-        loss = self.loss_fn(logits, y)
         if self.targeted:
-            loss = -loss
-        # under fp16 autocast, small input gradients would underflow to 0 inside the half-precision layers
-        # (and sign(0) = 0 stalls PGD); scale the loss up and the fp32 gradient back down
-        scale = _FP16_LOSS_SCALE if _fp16_autocast(x_adv.device) else 1.0
-        (grad,) = torch.autograd.grad(loss.sum() * scale, x_adv)
-        if scale != 1.0:  # an fp16 overflow gives inf (sign still right) or nan (→ 0: no move this step)
-            grad = torch.nan_to_num(grad / scale, nan=0.0)
-        return grad, logits.detach(), loss.detach()
+            return input_gradient(model, x_adv, lambda logits: -self.loss_fn(logits, y))
+        return input_gradient(model, x_adv, lambda logits: self.loss_fn(logits, y))
 
     def success(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Per-example: did the attack reach its goal (misclassified, or hit the target)?"""

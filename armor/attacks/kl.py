@@ -18,6 +18,7 @@ class KLPGD(Attack):
     """
 
     name = "kl_pgd"
+    iterative = True
 
     def __init__(self, threat: ThreatModel, steps: int = 10, step_size: float | None = None,
                  init_std: float = 0.001):

@@ -18,6 +18,7 @@ class PGD(Attack):
     """
 
     name = "pgd"
+    iterative = True
 
     def __init__(self, threat: ThreatModel, steps: int = 10, step_size: float | None = None,
                  random_start: bool = True, restarts: int = 1, loss: str = "ce", targeted: bool = False,

@@ -39,6 +39,7 @@ class Square(Attack):
     """Random search with a budget of ``queries`` forward passes per example (default 5000)."""
 
     name = "square"
+    needs_images = True
 
     def __init__(self, threat: ThreatModel, queries: int = 5000, p_init: float | None = None,
                  targeted: bool = False, eot: int = 1, bpda=None):
@@ -84,9 +85,7 @@ class Square(Attack):
         if self.threat.norm == "linf":  # vertical stripes of ±ε, as in the paper
             stripes = torch.randint(0, 2, (n, c, 1, w), device=x.device).to(x.dtype) * 2 - 1
             return (x + eps * stripes).clamp(0, 1)
-        delta = torch.randn_like(x)
-        delta = delta * eps / delta.reshape(n, -1).norm(dim=1).clamp_min(1e-12).reshape(n, 1, 1, 1)
-        return (x + delta).clamp(0, 1)
+        return (x + self.threat.sphere(x.shape, x)).clamp(0, 1)
 
     def _propose(self, x: torch.Tensor, x_best: torch.Tensor, p: float) -> torch.Tensor:
         n, c, h, w = x.shape

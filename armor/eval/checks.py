@@ -25,7 +25,9 @@ from typing import Any, Dict, List, Optional
 import torch
 from torch import nn
 
-from ..attacks import adaptive, create_attack
+from ..attacks import adaptive, create_attack, input_gradient
+from ..losses import ce
+from ..modes import eval_mode
 from ..threat import ThreatModel
 from .robust import evaluate, predict
 
@@ -33,32 +35,15 @@ PASS, WARN, NOTE = "PASS", "WARN", "NOTE"
 
 
 def _acc(model, x, y, attack, seed) -> float:
-    return evaluate(model, x, y, {"a": attack}, seed=seed)["attacks"]["a"]["robust_acc"]
+    return evaluate(model, x, y, {"a": attack}, seed=seed).acc("a")
 
 
 def _zero_or_nan_grad_fraction(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eot: int, bpda) -> float:
-    from ..losses import ce
-
-    training = model.training
-    model.eval()
-    try:
-        with torch.enable_grad(), adaptive(model, eot, bpda) as attacked:
-            xg = x.detach().clone().requires_grad_(True)
-            (grad,) = torch.autograd.grad(ce(attacked(xg), y).sum(), xg)
-    finally:
-        model.train(training)
+    with eval_mode(model), adaptive(model, eot, bpda) as attacked:
+        grad, _, _ = input_gradient(attacked, x, lambda logits: ce(logits, y))
     flat = grad.reshape(len(x), -1)
     bad = ~torch.isfinite(flat).all(dim=1) | (flat.abs().amax(dim=1) == 0)
     return bad.float().mean().item() * 100
-
-
-def _random_noise(threat: ThreatModel, x: torch.Tensor) -> torch.Tensor:
-    """A random point on the boundary of the ball (as large as the attack's perturbation can be)."""
-    if threat.norm == "linf":
-        return (x + threat.eps * (torch.randint(0, 2, x.shape, device=x.device).to(x.dtype) * 2 - 1)).clamp(0, 1)
-    d = torch.randn_like(x)
-    d = d / d.reshape(len(x), -1).norm(dim=1).reshape(-1, *[1] * (x.dim() - 1)) * threat.eps
-    return (x + d).clamp(0, 1)
 
 
 def run_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, n: Optional[int] = 200,
@@ -73,7 +58,7 @@ def run_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: Threa
     pgd = create_attack("pgd", threat, steps=steps, **opts)
     numbers: Dict[str, float] = {
         "n": len(x),
-        "clean": evaluate(model, x, y, {})["clean_acc"],
+        "clean": evaluate(model, x, y, {}).clean_acc,
         "fgsm": _acc(model, x, y, create_attack("fgsm", threat, **opts), seed),
         f"pgd-{short}": _acc(model, x, y, create_attack("pgd", threat, steps=short, **opts), seed),
         f"pgd-{steps}": _acc(model, x, y, pgd, seed),
@@ -88,7 +73,7 @@ def run_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: Threa
     }
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         torch.manual_seed(seed)
-        numbers["noise"] = (predict(model, _random_noise(threat, x)) == y).float().mean().item() * 100
+        numbers["noise"] = (predict(model, threat.random_boundary(x)) == y).float().mean().item() * 100
         correct = (predict(model, x) == y).nonzero().squeeze(1)
         x_adv = pgd(model, x[correct], y[correct]) if correct.numel() else x[:0]
         first, second = predict(model, x_adv), predict(model, x_adv)
@@ -132,12 +117,8 @@ def run_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: Threa
 
 @torch.no_grad()
 def _classes(model: nn.Module, x: torch.Tensor) -> int:
-    training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         return int(model(x[:1]).shape[1])
-    finally:
-        model.train(training)
 
 
 def format_checks(report: Dict[str, Any]) -> str:

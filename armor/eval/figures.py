@@ -14,19 +14,19 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Optional
 
 import numpy as np
 import torch
 
-from ..attacks import PGD
+from ..attacks import PGD, input_gradient
+from ..checkpoints import load_model
 from ..data import load_dataset
 from ..errors import UserError
+from ..io import atomic_write
 from ..losses import ce
-from ..reports.json import write_json
-from ..threat import ThreatModel
-from ..train.checkpoint import atomic_write
-from .run import load_model
+from ..modes import eval_mode
+from ..results import FiguresRecord
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +47,13 @@ def pick_examples(y: torch.Tensor, n: int) -> torch.Tensor:
 
 def input_gradients(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """∂ CE(model(x), y) / ∂x per example, in eval mode, without touching parameter gradients."""
-    training = model.training
-    model.eval()
-    try:
-        with torch.enable_grad():
-            xg = x.detach().clone().requires_grad_(True)
-            (grad,) = torch.autograd.grad(ce(model(xg), y).sum(), xg)
-    finally:
-        model.train(training)
-    return grad.detach()
+    with eval_mode(model):
+        grad, _, _ = input_gradient(model, x, lambda logits: ce(logits, y))
+    return grad
 
 
 def compute_figures(run_dir: str | Path, n: int = 8, steps: int = 20, checkpoint: str = "best.pt",
-                    device: str = "auto", seed: int = 0, data_dir: Optional[str] = None) -> Dict[str, Any]:
+                    device: str = "auto", seed: int = 0, data_dir: Optional[str] = None) -> FiguresRecord:
     """Write ``figures.npz``/``figures.json`` for one run folder; returns the JSON record."""
     run = Path(run_dir)
     path = run / checkpoint
@@ -73,7 +67,7 @@ def compute_figures(run_dir: str | Path, n: int = 8, steps: int = 20, checkpoint
                         seed=cfg.seed)
     index = pick_examples(data.y_test, n)
     x, y = data.x_test[index].to(dev), data.y_test[index].to(dev)
-    threat = ThreatModel(cfg.norm, cfg.resolved_eps())
+    threat = cfg.threat
     attack = PGD(threat, steps=steps)
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(seed)
@@ -88,11 +82,11 @@ def compute_figures(run_dir: str | Path, n: int = 8, steps: int = 20, checkpoint
         np.savez_compressed(f, **arrays)
 
     atomic_write(run / FIGURES_NPZ, write)
-    record = {"checkpoint": checkpoint, "epoch": state.get("epoch"), "dataset": data.name, "model": cfg.model,
-              "method": cfg.method, "threat": {"norm": threat.norm, "eps": threat.eps}, "attack": repr(attack),
-              "seed": seed, "indices": index.tolist(), "split": "test",
-              "saliency": "gradient of the cross-entropy loss with respect to the input (eval mode)",
-              "arrays": FIGURES_NPZ}
-    write_json(run / FIGURES_JSON, record)
+    record = FiguresRecord(checkpoint=checkpoint, epoch=state.get("epoch"), dataset=data.name, model=cfg.model,
+                           method=cfg.method, threat=threat.to_dict(), attack=repr(attack), seed=seed,
+                           indices=index.tolist(), split="test",
+                           saliency="gradient of the cross-entropy loss with respect to the input (eval mode)",
+                           arrays=FIGURES_NPZ)
+    record.write(run / FIGURES_JSON)
     log.info("figures: %s (%d test images, %s)", run / FIGURES_NPZ, len(index), attack)
     return record

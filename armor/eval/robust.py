@@ -1,9 +1,10 @@
 """Clean and robust accuracy, per attack and worst case, always in ``model.eval()``.
 
 An example counts as robust only if every attack failed on it. ``mode="independent"`` runs every attack
-on every clean-correct example (so each attack gets its own accuracy); ``mode="ensemble"`` runs the
+on every clean-correct example (each attack gets its own *standalone* accuracy); ``mode="ensemble"`` runs the
 attacks in order, each only on the examples still standing (AutoAttack's shrinking robust mask), which
-gives the same worst case for less work.
+gives the same worst case for less work and *cumulative* per-attack numbers. The result is an
+:class:`armor.results.Evaluation`.
 """
 from __future__ import annotations
 
@@ -11,25 +12,24 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Dict, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from ..attacks import Attack
+from ..io import read_json, write_json
+from ..modes import eval_mode
+from ..results import AttackResult, Evaluation
 
 log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         return torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
-    finally:
-        model.train(training)
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
@@ -51,7 +51,7 @@ def _count_forward_passes(model: nn.Module, counter: list):
 
 
 def _fingerprint(attacks: Mapping[str, Attack], x: torch.Tensor, y: torch.Tensor, batch_size: int, mode: str,
-                 seed: int) -> str:
+                 seed: Optional[int]) -> str:
     """What a saved partial evaluation must match to be resumed (attacks, data, batching, seed)."""
     data = hashlib.sha256(x.detach().float().cpu().contiguous().numpy().tobytes())
     data.update(y.detach().cpu().numpy().tobytes())
@@ -62,22 +62,24 @@ def _fingerprint(attacks: Mapping[str, Attack], x: torch.Tensor, y: torch.Tensor
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Mapping[str, Attack],
              batch_size: int = 256, mode: str = "independent", progress: bool = False,
-             state_path: Optional[str | Path] = None, seed: Optional[int] = None) -> Dict:
-    """Accuracy (in %) on clean inputs, under each attack, and in the per-example worst case.
+             state_path: Optional[str | Path] = None, seed: Optional[int] = None, dist: Any = None) -> Evaluation:
+    """Clean, per-attack and worst-case accuracy of ``model`` on ``(x, y)``.
 
-    ``broken_by_example`` names, per example, the first attack that fooled it ("clean" if the clean
-    input was already wrong, None if it stayed robust); ``forward_passes`` counts examples through the
-    model per attack. With a ``seed``, each batch reseeds the RNG with ``seed + batch index`` (the caller's
-    RNG state is restored afterwards), so with ``state_path`` an interrupted evaluation resumes from its
-    finished batches and gives the same numbers as one uninterrupted run; the state file is removed
-    once the evaluation completes.
+    With a ``seed``, each batch reseeds the RNG with ``seed + batch index`` (the caller's RNG state is restored
+    afterwards), so with ``state_path`` an interrupted evaluation resumes from its finished batches and gives the
+    same numbers as one uninterrupted run; the state file is removed once the evaluation completes. With ``dist``
+    (an :class:`armor.distributed.DistContext` of several processes) each rank evaluates a contiguous slice and
+    every rank returns the exact merge.
     """
-    from ..reports.json import read_json, write_json  # here: reports → train → eval would be a cycle
-
     if mode not in ("independent", "ensemble"):
         raise ValueError(f"mode must be 'independent' or 'ensemble', got {mode!r}")
-    training = model.training
-    model.eval()
+    if dist is not None and dist.enabled:
+        from ..distributed import unwrap
+
+        part = dist.split_range(len(x))
+        mine = evaluate(unwrap(model), x[part], y[part], attacks, batch_size=batch_size, mode=mode,
+                        progress=progress, seed=seed)
+        return Evaluation.merge(dist.all_gather_objects(mine))
     n = len(x)
     names = list(attacks)
     correct = torch.zeros(n, dtype=torch.bool, device=x.device)
@@ -88,7 +90,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Mappin
     key = _fingerprint(attacks, x, y, batch_size, mode, seed) if state_path else None
     if state_path and Path(state_path).is_file():
         state = read_json(state_path)
-        if state.get("fingerprint") == key:
+        if isinstance(state, dict) and state.get("fingerprint") == key:
             done = int(state["batches_done"])
             dev = x.device
             correct[:] = torch.tensor(state["correct"], dtype=torch.bool, device=dev)
@@ -104,61 +106,70 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Mappin
     batches = list(range(0, n, batch_size))
     devices = [x.device] if x.device.type == "cuda" else []
     try:
-        for index, start in enumerate(tqdm(batches, desc="eval", disable=not progress, leave=False)):
-            if index < done:
-                continue
-            with torch.random.fork_rng(devices=devices, enabled=seed is not None):
-                if seed is not None:
-                    torch.manual_seed(seed + index)
-                sl = slice(start, start + batch_size)
-                xb, yb = x[sl], y[sl]
-                with torch.no_grad():
-                    ok = model(xb).argmax(1) == yb
-                correct[sl] = ok
-                standing = ok.clone()
-                for i, (name, attack) in enumerate(attacks.items()):
-                    todo = (standing if mode == "ensemble" else ok).nonzero().squeeze(1)
-                    if todo.numel() == 0:
-                        continue
-                    counter[0] = 0
-                    x_adv = attack(model, xb[todo], yb[todo])
-                    forward[name] += counter[0]  # the attack's own passes, not the verification below
-                    _check_budget(attack, x_adv, xb[todo])
-                    with torch.no_grad():
-                        held = model(x_adv).argmax(1) == yb[todo]
-                    held_full = torch.zeros_like(ok)
-                    held_full[todo] = held
-                    robust[name][sl] = held_full
-                    newly_broken = standing & ~held_full
-                    broken_by[sl] = torch.where(newly_broken, torch.full_like(broken_by[sl], i), broken_by[sl])
-                    standing &= held_full
-            if state_path and index + 1 < len(batches):
-                write_json(Path(state_path), {
-                    "fingerprint": key, "batches_done": index + 1, "correct": correct.tolist(),
-                    "broken_by": broken_by.tolist(), "robust": {k: v.tolist() for k, v in robust.items()},
-                    "forward_passes": forward})
+        with eval_mode(model):
+            for index, start in enumerate(tqdm(batches, desc="eval", disable=not progress, leave=False)):
+                if index < done:
+                    continue
+                with torch.random.fork_rng(devices=devices, enabled=seed is not None):
+                    if seed is not None:
+                        torch.manual_seed(seed + index)
+                    _evaluate_batch(model, x, y, slice(start, start + batch_size), attacks, mode, correct, robust,
+                                    broken_by, forward, counter)
+                if state_path and index + 1 < len(batches):
+                    write_json(Path(state_path), {
+                        "fingerprint": key, "batches_done": index + 1, "correct": correct.tolist(),
+                        "broken_by": broken_by.tolist(), "robust": {k: v.tolist() for k, v in robust.items()},
+                        "forward_passes": forward})
     finally:
         handle.remove()
-        model.train(training)
     if state_path and Path(state_path).is_file():
         Path(state_path).unlink()
+    return _result(mode, names, attacks, correct, robust, broken_by, forward, seed)
+
+
+def _evaluate_batch(model, x, y, sl, attacks, mode, correct, robust, broken_by, forward, counter) -> None:
+    xb, yb = x[sl], y[sl]
+    with torch.no_grad():
+        ok = model(xb).argmax(1) == yb
+    correct[sl] = ok
+    standing = ok.clone()
+    for i, (name, attack) in enumerate(attacks.items()):
+        todo = (standing if mode == "ensemble" else ok).nonzero().squeeze(1)
+        if todo.numel() == 0:
+            continue
+        counter[0] = 0
+        x_adv = attack(model, xb[todo], yb[todo])
+        forward[name] += counter[0]  # the attack's own passes, not the verification below
+        _check_budget(attack, x_adv, xb[todo])
+        with torch.no_grad():
+            held = model(x_adv).argmax(1) == yb[todo]
+        held_full = torch.zeros_like(ok)
+        held_full[todo] = held
+        robust[name][sl] = held_full
+        newly_broken = standing & ~held_full
+        broken_by[sl] = torch.where(newly_broken, torch.full_like(broken_by[sl], i), broken_by[sl])
+        standing &= held_full
+
+
+def _result(mode: str, names: List[str], attacks: Mapping[str, Attack], correct: torch.Tensor,
+            robust: Dict[str, torch.Tensor], broken_by: torch.Tensor, forward: Dict[str, int],
+            seed: Optional[int]) -> Evaluation:
+    n = len(correct)
     worst = correct.clone()
     for mask in robust.values():
         worst &= mask
-    pct = lambda m: m.float().mean().item() * 100 if n else float("nan")  # noqa: E731
-    labels = [None if not c else (names[b] if b >= 0 else None) for c, b in zip(correct.tolist(), broken_by.tolist())]
-    result = {
-        "n": n,
-        "clean_acc": pct(correct),
-        "attacks": {name: {"robust_acc": pct(robust[name]), "attack": repr(attacks[name]),
-                           "forward_passes": forward[name]} for name in names},
-        "worst_case_acc": pct(worst),
-        "broken_by": {name: int((broken_by == i).sum()) for i, name in enumerate(names)},
-        "broken_by_example": [label if c else "clean" for label, c in zip(labels, correct.tolist())],
-        "forward_passes": sum(forward.values()) + n,
-        "mode": mode,
-    }
-    if mode == "ensemble":  # later attacks never saw what earlier ones broke: their own numbers are partial
-        for name in names:
-            result["attacks"][name]["robust_acc_partial"] = result["attacks"][name].pop("robust_acc")
-    return result
+    correct_list, broken_list = correct.tolist(), broken_by.tolist()
+    labels: List[Optional[str]] = [("clean" if not c else (names[b] if b >= 0 else None))
+                                   for c, b in zip(correct_list, broken_list)]
+    results: Dict[str, AttackResult] = {}
+    standing = int(correct.sum())
+    for i, name in enumerate(names):
+        broken = int((broken_by == i).sum())
+        if mode == "ensemble":  # after this attack and every one before it
+            standing -= broken
+            count, mask = standing, None
+        else:
+            count, mask = int(robust[name].sum()), robust[name].tolist()
+        results[name] = AttackResult(name, repr(attacks[name]), count, broken, forward[name], mask)
+    return Evaluation(mode, n, int(correct.sum()), int(worst.sum()), results, labels,
+                      sum(forward.values()) + n, seed)

@@ -1,16 +1,22 @@
 """The training-method protocol: ``method.step(model, x, y) -> StepOutput(loss, logits, metrics)``.
 
 The trainer calls ``loss.backward()``, steps the optimizer and logs ``metrics``; a method owns only the
-inner maximisation and the outer loss. A new method is one file and one ``@METHODS.register`` entry.
+inner maximisation and the outer loss. A new method is one file and one ``@METHODS.register`` entry; its
+constructor's keyword arguments are its options (``armor train --method NAME`` refuses any other).
+
+The threat model is handed in: ``set_threat`` is called by the trainer with the ε schedule's current value
+(:class:`armor.schedules.ThreatSchedule`, the one owner of a ramped ε). A method never computes ε itself; an
+attacking method rebuilds its inner attack only when the threat actually changed.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict
+from typing import Any, Dict, Optional
 
 import torch
 from torch import nn
 
+from ..attacks.base import Attack, check_step_size, check_steps
 from ..registry import Registry
 from ..threat import ThreatModel
 
@@ -32,48 +38,53 @@ class Method:
     replays = 1
     #: whether the trainer's catastrophic-overfitting guard is on by default (single-step methods)
     guard_by_default = False
-    #: the model's head has ``head_factor · C`` outputs (dummy-class AT uses 2)
-    head_factor = 1
-
-    @staticmethod
-    def wrap_model(model: nn.Module, num_classes: int) -> nn.Module:
-        """The model evaluated and attacked, built around the trained network (dummy AT folds its head)."""
-        return model
+    #: the model head this method trains (:data:`armor.models.HEADS`): dummy-class AT needs ``folded``
+    head = "plain"
 
     def __init__(self, threat: ThreatModel):
+        if not isinstance(threat, ThreatModel):
+            raise TypeError(f"threat must be a ThreatModel, got {type(threat).__name__}")
         self.threat = threat
+        self.step_fraction: Optional[float] = None
+
+    def _fix_step_size(self, step_size: Any) -> None:
+        """Keep a fixed step size as a fraction of ε, so it scales with the ε ramp (``None``: the default)."""
+        size = check_step_size(step_size)
+        self.step_fraction = None if size is None else size / self.threat.eps
+
+    @property
+    def step_size(self) -> Optional[float]:
+        """The step at the current ε (``None``: the inner attack's own default)."""
+        return None if self.step_fraction is None else self.step_fraction * self.threat.eps
+
+    def set_threat(self, threat: ThreatModel) -> None:
+        """Train against ``threat`` from the next step on (the trainer's ε schedule calls this every batch)."""
+        if threat != self.threat:
+            self.threat = threat
 
     def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
         raise NotImplementedError
-
-    def set_eps(self, eps: float) -> None:
-        """Change the budget (the trainer ramps ε up over the first epochs when asked)."""
-        self.threat = self.threat.scaled(eps)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.threat})"
 
 
 class AttackingMethod(Method):
-    """A method with an inner attack rebuilt whenever ε changes (the trainer may ramp ε up).
+    """A method with an inner attack (``make_attack``), built for the current threat and rebuilt only when the
+    threat changes."""
 
-    A fixed ``step_size`` is kept as a fraction of ε, so it scales with the ramp; ``None`` leaves the
-    attack's own default.
-    """
-
-    def __init__(self, threat: ThreatModel, steps: int = 7, step_size: float | None = None):
+    def __init__(self, threat: ThreatModel, steps: int = 7, step_size: Any = None):
         super().__init__(threat)
-        self.steps = steps
-        self.step_fraction = None if step_size is None else float(step_size) / threat.eps
-        self.attack = self.make_attack()
+        self._fix_step_size(step_size)
+        self.steps = check_steps(steps)
+        self._attack: Attack = self.make_attack()
+        self._attack_threat = threat
 
     @property
-    def step_size(self) -> float | None:
-        return None if self.step_fraction is None else self.step_fraction * self.threat.eps
+    def attack(self) -> Attack:
+        if self._attack_threat != self.threat:
+            self._attack, self._attack_threat = self.make_attack(), self.threat
+        return self._attack
 
-    def make_attack(self):
+    def make_attack(self) -> Attack:
         raise NotImplementedError
-
-    def set_eps(self, eps: float) -> None:
-        super().set_eps(eps)
-        self.attack = self.make_attack()

@@ -7,7 +7,7 @@ from torch import nn
 from ..attacks import PGD
 from ..errors import UserError
 from ..losses import soft_ce
-from ..models.folded import FoldedHead, Unfolded, fold
+from ..models.folded import Unfolded, fold
 from ..threat import ThreatModel
 from .base import METHODS, AttackingMethod, StepOutput
 
@@ -29,7 +29,7 @@ class DummyClassAT(AttackingMethod):
     """
 
     name = "dummy"
-    head_factor = 2
+    head = "folded"
 
     def __init__(self, threat: ThreatModel, steps: int = 7, step_size: float | None = None,
                  w_benign: float = 0.25, w_adv: float = 1.0, attack_head: str = "folded"):
@@ -42,10 +42,6 @@ class DummyClassAT(AttackingMethod):
         self.w_benign, self.w_adv = float(w_benign), float(w_adv)
         super().__init__(threat, steps, step_size)
 
-    @staticmethod
-    def wrap_model(model: nn.Module, num_classes: int) -> nn.Module:
-        return FoldedHead(model, num_classes)
-
     def make_attack(self) -> PGD:
         return PGD(self.threat, steps=self.steps, step_size=self.step_size, keep_best=False)
 
@@ -53,7 +49,7 @@ class DummyClassAT(AttackingMethod):
         try:
             clean_raw = model(x, unfolded=True)
         except TypeError:
-            raise TypeError("dummy-class AT trains a FoldedHead model (build it with armor.train.build_model)") \
+            raise TypeError("dummy-class AT trains a FoldedHead model (armor.models.build_model with head='folded')") \
                 from None
         c = clean_raw.shape[1] // 2
         x_adv = self.attack(Unfolded(model) if self.attack_head == "raw" else model, x, y)

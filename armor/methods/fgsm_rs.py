@@ -21,9 +21,9 @@ class FGSMRS(AttackingMethod):
     name = "fgsm_rs"
     guard_by_default = True
 
-    def __init__(self, threat: ThreatModel, steps: int = 1, step_size: float | None = None, clamp_start: bool = True):
+    def __init__(self, threat: ThreatModel, step_size: float | None = None, clamp_start: bool = True):
         self.clamp_start = bool(clamp_start)
-        super().__init__(threat, steps, step_size)
+        super().__init__(threat, steps=1, step_size=step_size)
 
     def make_attack(self) -> FGSM:
         # α defaults to 1.25·ε. ``clamp_start: false`` (method_options) takes the gradient at the unclamped

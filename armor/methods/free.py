@@ -26,10 +26,12 @@ class FreeAT(Method):
 
     def __init__(self, threat: ThreatModel, replays: int = 4, step_size: float | None = None):
         super().__init__(threat)
+        self._fix_step_size(step_size)
         if isinstance(replays, bool) or not isinstance(replays, int) or replays < 1:
             raise UserError(f"replays must be an integer ≥ 1, got {replays!r}")
         self.replays = replays
-        self.step_fraction = 1.0 if step_size is None else float(step_size) / threat.eps
+        if self.step_fraction is None:
+            self.step_fraction = 1.0  # FGSM steps of size ε on δ (Shafahi et al.)
         self._x: torch.Tensor | None = None        # the clean batch δ was last applied to
         self._x_adv: torch.Tensor | None = None    # its perturbed copy, whose .grad the backward fills
         self._delta: torch.Tensor | None = None
@@ -39,7 +41,7 @@ class FreeAT(Method):
         if self._x_adv is None or self._x_adv.grad is None:
             return
         with torch.no_grad():
-            stepped = self.threat.step(self._x_adv, self._x_adv.grad, self.step_fraction * self.threat.eps)
+            stepped = self.threat.step(self._x_adv, self._x_adv.grad, self.step_size)
             self._delta = self.threat.project(stepped, self._x) - self._x
         self._x_adv = None
 

@@ -7,11 +7,11 @@ from torch import nn
 from ..attacks import PGD
 from ..errors import UserError
 from ..threat import ThreatModel
-from .base import METHODS, Method, StepOutput
+from .base import METHODS, AttackingMethod, StepOutput
 
 
 @METHODS.register("pgd_at")
-class PGDAT(Method):
+class PGDAT(AttackingMethod):
     """Madry et al. adversarial training: minimise the loss on PGD-``steps`` examples.
 
     ``clean_weight`` w mixes the clean loss in: ``(1 - w)·CE(x_adv) + w·CE(x)`` (0 = pure Madry,
@@ -22,23 +22,18 @@ class PGDAT(Method):
 
     def __init__(self, threat: ThreatModel, steps: int = 7, step_size: float | None = None,
                  random_start: bool = True, clean_weight: float = 0.0):
-        super().__init__(threat)
-        if not 0.0 <= float(clean_weight) <= 1.0:
+        try:
+            weight = float(clean_weight)
+        except (TypeError, ValueError):
+            weight = float("nan")
+        if not 0.0 <= weight <= 1.0:
             raise UserError(f"clean_weight must be in [0, 1], got {clean_weight!r}")
-        self.steps, self.random_start = steps, random_start
-        # a fixed step size is kept as a fraction of ε, so it scales when the trainer ramps ε up
-        self.step_fraction = None if step_size is None else float(step_size) / threat.eps
-        self.clean_weight = float(clean_weight)
-        self.attack = self._make_attack()
+        self.random_start, self.clean_weight = bool(random_start), weight
+        super().__init__(threat, steps, step_size)
 
-    def _make_attack(self) -> PGD:
-        step_size = None if self.step_fraction is None else self.step_fraction * self.threat.eps
-        return PGD(self.threat, steps=self.steps, step_size=step_size, random_start=self.random_start,
+    def make_attack(self) -> PGD:
+        return PGD(self.threat, steps=self.steps, step_size=self.step_size, random_start=self.random_start,
                    keep_best=False)
-
-    def set_eps(self, eps: float) -> None:
-        super().set_eps(eps)
-        self.attack = self._make_attack()
 
     def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
         x_adv = self.attack(model, x, y)
@@ -51,3 +46,6 @@ class PGDAT(Method):
         loss = (1 - self.clean_weight) * adv_loss + self.clean_weight * clean_loss
         clean_acc = (clean_logits.argmax(1) == y).float().mean()
         return StepOutput(loss, logits, {"clean_loss": clean_loss.detach(), "clean_acc": clean_acc})
+
+    def __repr__(self) -> str:
+        return f"PGDAT({self.threat}, steps={self.steps}, clean_weight={self.clean_weight:g})"

@@ -31,8 +31,8 @@ class TRADES(AttackingMethod):
     name = "trades"
 
     def __init__(self, threat: ThreatModel, steps: int = 7, step_size: float | None = None,
-                 beta: float | None = None):
-        self.beta = check_beta(6.0 if beta is None else beta)
+                 beta: float = 6.0):
+        self.beta = check_beta(beta)
         super().__init__(threat, steps, step_size)
 
     def make_attack(self) -> KLPGD:

@@ -1,5 +1,4 @@
-"""Pure writers: JSON, tables (and later plots, HTML) from result dicts."""
-from .json import read_json, write_json
+"""Renderers: tables, plots, sweep files and the HTML report, made from :mod:`armor.results` records only."""
 from .table import accuracy_rows, format_table
 
-__all__ = ["accuracy_rows", "format_table", "read_json", "write_json"]
+__all__ = ["accuracy_rows", "format_table"]

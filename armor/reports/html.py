@@ -21,13 +21,14 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import UserError
+from ..results import (EpsSweep, Evaluation, EvaluationRecord, FiguresRecord, TrainingRecord, is_record,
+                       parse_record)
 from . import plots
 from .table import format_table
 
 log = logging.getLogger("armor")
 
 FIGURES_JSON, FIGURES_NPZ = "figures.json", "figures.npz"
-_NOT_EVAL = {"results.json", FIGURES_JSON}
 
 
 # -- loading ---------------------------------------------------------------------------------------------------------
@@ -51,7 +52,10 @@ def _read_jsonl(path: Path) -> List[Dict[str, Any]]:
 
 
 def load_run(run_dir: str | Path, label: Optional[str] = None) -> Dict[str, Any]:
-    """Everything a report can show about one run folder, read from its files (nothing is computed)."""
+    """Everything a report can show about one run folder, read from its files (nothing is computed or written).
+
+    Records are read through :mod:`armor.results` by their ``kind``; JSON files that are not armor records are
+    left out (with a log line)."""
     run = Path(run_dir)
     if not run.is_dir():
         raise UserError(f"run folder {str(run)!r} does not exist or is not a folder")
@@ -66,34 +70,37 @@ def load_run(run_dir: str | Path, label: Optional[str] = None) -> Dict[str, Any]
             raise UserError(f"cannot read {str(run / 'config.yaml')!r}: {str(exc).splitlines()[0]}") from None
     if (run / "metrics.jsonl").is_file():
         data["metrics"] = _read_jsonl(run / "metrics.jsonl")
-    if (run / "results.json").is_file():
-        data["results"] = _read_json(run / "results.json")
-    embedded_sweeps = set()
+    figures: Optional[FiguresRecord] = None
+    sweeps: List[Tuple[str, EpsSweep]] = []
     for path in sorted(run.glob("*.json")):
-        if path.name in _NOT_EVAL or path.name.endswith(".state.json"):
+        if path.name.endswith(".state.json"):
             continue
-        record = _read_json(path)
-        if not isinstance(record, dict):
+        raw = _read_json(path)
+        if not is_record(raw):
+            log.info("%s is not an armor result record; not in the report", path)
             continue
-        if isinstance(record.get("result"), dict) and "clean_acc" in record["result"]:
+        record = parse_record(raw, repr(str(path)))
+        if isinstance(record, TrainingRecord):
+            data["results"] = record
+        elif isinstance(record, EvaluationRecord):
             data["evals"].append((path.name, record))
-            if isinstance(record.get("sweep"), dict):
-                data["sweeps"].append((path.name, record["sweep"]))
-                embedded_sweeps.add(path.stem + "_sweep.json")
-        elif isinstance(record.get("rows"), list) and "norm" in record:
-            data["sweeps"].append((path.name, record))
-    # an eval writes its sweep both inside its record and as <stem>_sweep.json: show it once
-    data["sweeps"] = [(name, s) for name, s in data["sweeps"] if name not in embedded_sweeps]
-    if (run / FIGURES_JSON).is_file() and (run / FIGURES_NPZ).is_file():
-        meta = _read_json(run / FIGURES_JSON)
+        elif isinstance(record, EpsSweep):
+            sweeps.append((path.name, record))
+        elif isinstance(record, FiguresRecord):
+            figures = record
+    # an eval writes its sweep both inside its record and as <stem>_sweep.json: show it once, from the record
+    embedded = {Path(name).stem + "_sweep.json" for name, rec in data["evals"] if rec.sweep is not None}
+    data["sweeps"] = [(name, rec.sweep) for name, rec in data["evals"] if rec.sweep is not None]
+    data["sweeps"] += [(name, s) for name, s in sweeps if name not in embedded]
+    if figures is not None and (run / FIGURES_NPZ).is_file():
         try:
             with np.load(run / FIGURES_NPZ, allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}
         except (OSError, ValueError) as exc:
             raise UserError(f"cannot read {str(run / FIGURES_NPZ)!r}: {exc}") from None
-        data["figures"] = {"meta": meta, **arrays}
+        data["figures"] = {"meta": figures, **arrays}
     if data["config"] is None and not data["metrics"] and data["results"] is None and not data["evals"]:
-        raise UserError(f"run folder {str(run)!r} holds no config.yaml, metrics.jsonl, results.json or eval JSON")
+        raise UserError(f"run folder {str(run)!r} holds no config.yaml, metrics.jsonl, results.json or eval record")
     return data
 
 
@@ -118,32 +125,15 @@ def _threat_str(threat: Optional[Dict[str, Any]]) -> str:
 def sources(run: Dict[str, Any]) -> List[Dict[str, Any]]:
     """Every accuracy measurement of a run: the training's test evaluation, its EMA/SWA candidates, each eval file."""
     out = []
-    res = run["results"]
-    if res and isinstance(res.get("test"), dict):
-        out.append({"name": f"train test (best epoch {res.get('best_epoch')})", "result": res["test"],
-                    "threat": res.get("threat"), "cumulative": {}})
-        for key, cand in (res.get("candidates") or {}).items():
-            if key != "best" and isinstance(cand.get("test"), dict):
-                out.append({"name": f"{key} (epoch {cand.get('epoch')})", "result": cand["test"],
-                            "threat": res.get("threat"), "cumulative": {}})
+    res: Optional[TrainingRecord] = run["results"]
+    if res is not None:
+        for key, cand in res.candidates.items():
+            name = f"train test (best epoch {res.best_epoch})" if key == "best" else f"{key} (epoch {cand.epoch})"
+            out.append({"name": name, "result": cand.test, "threat": res.threat})
     for name, record in run["evals"]:
-        suite = f", suite {record['suite']}" if record.get("suite") else ""
-        cumulative = record.get("robust_acc") if record.get("robust_acc_kind") == "cumulative" else {}
-        out.append({"name": f"{name}{suite}", "result": record["result"], "threat": record.get("threat"),
-                    "cumulative": cumulative or {}})
+        suite = f", suite {record.suite}" if record.suite else ""
+        out.append({"name": f"{name}{suite}", "result": record.result, "threat": record.threat})
     return out
-
-
-def _attack_value(src: Dict[str, Any], attack: str) -> Tuple[Optional[float], bool]:
-    """(accuracy, is_cumulative): a suite's per-attack numbers are 'after this attack and all before it'."""
-    a = src["result"].get("attacks", {}).get(attack)
-    if a is None:
-        return None, False
-    if a.get("robust_acc") is not None:
-        return a["robust_acc"], False
-    if attack in src["cumulative"]:
-        return src["cumulative"][attack], True
-    return a.get("robust_acc_partial"), True
 
 
 def accuracy_table(runs: Sequence[Dict[str, Any]]) -> Tuple[List[str], List[List[str]], bool]:
@@ -151,20 +141,23 @@ def accuracy_table(runs: Sequence[Dict[str, Any]]) -> Tuple[List[str], List[List
     attacks: List[str] = []
     for run in runs:
         for src in sources(run):
-            for name in src["result"].get("attacks", {}):
+            for name in src["result"].attacks:
                 if name not in attacks:
                     attacks.append(name)
     header = ["run", "evaluation", "threat", "n", "clean"] + attacks + ["worst case"]
     rows, any_cumulative = [], False
     for run in runs:
         for src in sources(run):
-            res = src["result"]
-            row = [run["label"], src["name"], _threat_str(src["threat"]), str(res.get("n", "")), _pct(res["clean_acc"])]
+            res: Evaluation = src["result"]
+            cumulative = res.acc_kind == "cumulative"
+            row = [run["label"], src["name"], _threat_str(src["threat"]), str(res.n), _pct(res.clean_acc)]
             for name in attacks:
-                value, cumulative = _attack_value(src, name)
-                any_cumulative |= cumulative and value is not None
-                row.append("—" if value is None else _pct(value) + ("†" if cumulative else ""))
-            row.append(_pct(res.get("worst_case_acc")))
+                if name not in res.attacks:
+                    row.append("—")
+                    continue
+                any_cumulative |= cumulative
+                row.append(_pct(res.acc(name)) + ("†" if cumulative else ""))
+            row.append(_pct(res.worst_case_acc))
             rows.append(row)
     return header, rows, any_cumulative
 
@@ -178,14 +171,14 @@ def _pct(value: Any) -> str:
 def headline(run: Dict[str, Any]) -> Optional[Tuple[float, float]]:
     """(clean, worst case) of the run's strongest measurement at its training ε (lowest worst case)."""
     best = None
-    eps = (run["results"] or {}).get("threat", {}).get("eps") if run["results"] else None
+    eps = run["results"].threat.get("eps") if run["results"] is not None else None
     for src in sources(run):
-        worst = src["result"].get("worst_case_acc")
+        worst = src["result"].worst_case_acc
         same_eps = eps is None or not src["threat"] or abs(src["threat"].get("eps", eps) - eps) < 1e-9
-        if worst is None or not same_eps:
+        if math.isnan(worst) or not same_eps:
             continue
         if best is None or worst < best[1]:
-            best = (src["result"]["clean_acc"], worst)
+            best = (src["result"].clean_acc, worst)
     return best
 
 
@@ -232,22 +225,14 @@ def _na(what: str, how: str) -> str:
 
 
 class _Pngs:
-    """Where plots go: per-run plots into the run folder (beside its JSON), cross-run plots beside the report;
-    a read-only run folder falls back to the report's folder."""
+    """Where plots go: beside the report, never into the run folders it renders (``report_<run>_<plot>.png``)."""
 
     def __init__(self, out: Path):
         self.out_dir, self.stem = out.parent, out.stem
 
     def run_path(self, run: Dict[str, Any], name: str) -> Path:
-        folder = Path(run["path"])
-        probe = folder / f".{name}.probe"
-        try:
-            probe.write_bytes(b"")
-            probe.unlink()
-            return folder / name
-        except OSError:
-            safe = "".join(c if c.isalnum() else "_" for c in run["label"])
-            return self.out_dir / f"{self.stem}_{safe}_{name}"
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in run["label"])
+        return self.out_dir / f"{self.stem}_{safe}_{name}"
 
     def shared_path(self, name: str) -> Path:
         return self.out_dir / f"{self.stem}_{name}"
@@ -285,10 +270,11 @@ def _curves_section(runs: Sequence[Dict[str, Any]], pngs: _Pngs) -> str:
     for run in runs:
         if not run["metrics"]:
             continue
-        best = (run["results"] or {}).get("best_epoch")
+        res = run["results"]
+        best = res.best_epoch if res is not None else None
         path = plots.write_learning_curves(run["metrics"], pngs.run_path(run, "learning_curves.png"),
                                            title=run["label"], best_epoch=best)
-        stop = (run["results"] or {}).get("stop_reason")
+        stop = res.stop_reason if res is not None else None
         caption = esc(run["label"]) + (f" — best epoch {esc(best)}" if best else "") + (f"; {esc(stop)}" if stop else "")
         if path:
             figs.append(f"<figure class=\"small\">{_img(path, 'learning curves of ' + run['label'])}<figcaption>{caption}"
@@ -321,10 +307,10 @@ def _sweep_section(runs: Sequence[Dict[str, Any]], pngs: _Pngs) -> str:
     if not sweeps:
         return _na("no ε sweep", "Add one with `armor eval --checkpoint RUN/best.pt --sweep 0.05 0.1 0.2 0.3`.")
     path = plots.plot_sweeps(sweeps, pngs.shared_path("eps_sweep.png"))
-    eps_values = sorted({row["eps"] for _, s in sweeps for row in s["rows"]})
+    eps_values = sorted({row["eps"] for _, s in sweeps for row in s.rows})
     rows = []
     for label, s in sweeps:
-        by_eps = {round(r["eps"], 9): r["worst_case_acc"] for r in s["rows"]}
+        by_eps = {round(r["eps"], 9): r["worst_case_acc"] for r in s.rows}
         rows.append([label] + [_pct(by_eps.get(round(e, 9))) for e in eps_values])
     table = _table(["run"] + [f"ε={e:.4g}" for e in eps_values], rows,
                    cell_class=lambda i, j, c: "num" if j else "")
@@ -333,8 +319,8 @@ def _sweep_section(runs: Sequence[Dict[str, Any]], pngs: _Pngs) -> str:
 
 
 def _corruption_section(runs: Sequence[Dict[str, Any]]) -> str:
-    cols = [(f"{r['label']} ({name})" if len(runs) == 1 or sum("corruptions" in rec for _, rec in r["evals"]) > 1
-             else r["label"], rec["corruptions"]) for r in runs for name, rec in r["evals"] if rec.get("corruptions")]
+    cols = [(f"{r['label']} ({name})" if len(runs) == 1 or sum(rec.corruptions is not None for _, rec in r["evals"]) > 1
+             else r["label"], rec.corruptions) for r in runs for name, rec in r["evals"] if rec.corruptions]
     if not cols:
         return _na("no corruption accuracy", "Add it with `armor eval --checkpoint RUN/best.pt --corruptions`.")
     names: List[str] = []
@@ -354,7 +340,7 @@ def _checks_section(runs: Sequence[Dict[str, Any]]) -> str:
     blocks = []
     for run in runs:
         for name, rec in run["evals"]:
-            checks = rec.get("checks")
+            checks = rec.checks
             if not isinstance(checks, dict) or not checks.get("checks"):
                 continue
             rows = [[c.get("status", ""), c.get("name", ""), c.get("message", "")] for c in checks["checks"]]
@@ -394,12 +380,12 @@ def _examples_section(runs: Sequence[Dict[str, Any]], pngs: _Pngs) -> str:
     figs = []
     for run in _figures_runs(runs):
         fig = run["figures"]
-        meta = fig["meta"]
+        meta: FiguresRecord = fig["meta"]
         path = plots.plot_examples(fig, pngs.run_path(run, "examples.png"), title=run["label"],
-                                   eps=(meta.get("threat") or {}).get("eps"))
+                                   eps=meta.threat.get("eps"))
         if path:
             figs.append(f"<figure>{_img(path, 'clean and adversarial examples of ' + run['label'])}<figcaption>"
-                        f"{esc(run['label'])}: {esc(meta.get('attack', ''))} on {esc(meta.get('checkpoint', ''))}"
+                        f"{esc(run['label'])}: {esc(meta.attack)} on {esc(meta.checkpoint)}"
                         f"</figcaption></figure>")
     if not figs:
         return _na("no stored example images", "Compute them once with `armor report RUN ... --compute-figures`.")
@@ -411,8 +397,8 @@ def _saliency_section(runs: Sequence[Dict[str, Any]], pngs: _Pngs) -> str:
     with_figs = _figures_runs(runs)
     if not with_figs:
         return _na("no stored input gradients", "Compute them once with `armor report RUN ... --compute-figures`.")
-    dataset = with_figs[0]["figures"]["meta"].get("dataset")
-    same = [r for r in with_figs if r["figures"]["meta"].get("dataset") == dataset]
+    dataset = with_figs[0]["figures"]["meta"].dataset
+    same = [r for r in with_figs if r["figures"]["meta"].dataset == dataset]
     common = set(same[0]["figures"]["index"].tolist())
     for r in same[1:]:
         common &= set(r["figures"]["index"].tolist())
@@ -459,7 +445,7 @@ SECTIONS = (("accuracy", "Clean vs robust accuracy"), ("config", "Run config"), 
 
 def render_html(runs: Sequence[Dict[str, Any]], out: str | Path, title: Optional[str] = None) -> Path:
     """Write the report for loaded ``runs`` to ``out``; plots also land as PNG files (see ``_Pngs``)."""
-    from .. import __version__
+    from ..version import __version__
 
     out = Path(out)
     if not out.parent.is_dir():
@@ -473,8 +459,8 @@ def render_html(runs: Sequence[Dict[str, Any]], out: str | Path, title: Optional
         "saliency": _saliency_section(runs, pngs),
     }
     title = title or "armor report: " + ", ".join(r["label"] for r in runs)
-    datasets = sorted({str((r["results"] or {}).get("dataset") or (r["config"] or {}).get("dataset") or "?")
-                       for r in runs})
+    datasets = sorted({str((r["results"].dataset if r["results"] is not None else None)
+                           or (r["config"] or {}).get("dataset") or "?") for r in runs})
     nav = "".join(f'<a href="#{a}">{esc(t)}</a>' for a, t in SECTIONS)
     page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS}</style></head><body>'

@@ -13,44 +13,38 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..train.checkpoint import atomic_write
+from ..io import write_bytes
+from ..results import EpsSweep, SweepRecord
 
 log = logging.getLogger("armor")
 
 
-def write_sweep_csv(sweep: Dict, path: Path) -> str:
+def write_sweep_csv(sweep: EpsSweep, path: Path) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["norm", "eps", "clean_acc", "worst_case_acc"])
-    for row in sweep["rows"]:
-        writer.writerow([sweep["norm"], f"{row['eps']:.6g}", f"{row['clean_acc']:.2f}", f"{row['worst_case_acc']:.2f}"])
-    atomic_write(Path(path), lambda f: f.write(buffer.getvalue().encode()))
+    for row in sweep.rows:
+        writer.writerow([sweep.norm, f"{row['eps']:.6g}", f"{row['clean_acc']:.2f}", f"{row['worst_case_acc']:.2f}"])
+    write_bytes(path, buffer.getvalue().encode())
     return str(path)
 
 
-def plot_sweep(sweep: Dict, path: Path, title: str = "") -> Optional[str]:
+def plot_sweep(sweep: EpsSweep, path: Path, title: str = "") -> Optional[str]:
     """Accuracy vs ε as a PNG; returns None (and logs why) when matplotlib is not installed."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log.info("matplotlib is not installed: no plot, the JSON and CSV hold the same numbers")
+    plt = _pyplot(path)
+    if plt is None:
         return None
-    eps = [r["eps"] for r in sweep["rows"]]
+    eps = [r["eps"] for r in sweep.rows]
     fig, ax = plt.subplots(figsize=(4.5, 3.2), dpi=120)
-    ax.plot(eps, [r["worst_case_acc"] for r in sweep["rows"]], marker="o")
-    ax.set_xlabel(f"ε ({'L∞' if sweep['norm'] == 'linf' else 'L2'})")
+    ax.plot(eps, [r["worst_case_acc"] for r in sweep.rows], marker="o")
+    ax.set_xlabel(f"ε ({'L∞' if sweep.norm == 'linf' else 'L2'})")
     ax.set_ylabel("worst-case accuracy (%)")
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return str(path)
+    return str(_save(fig, plt, path, dpi=120))
 
 
 #: (metrics key, label, line style) of the accuracy curves, drawn when present in any record
@@ -83,11 +77,14 @@ def _pyplot(what: Path):
 
 
 def _save(fig, plt, path: Path, dpi: int = 100) -> Path:
+    """Render to memory, then write atomically (a killed run never leaves half a PNG)."""
     path = Path(path)
+    buffer = io.BytesIO()
     try:
-        fig.savefig(path, dpi=dpi, **_SAVE)
+        fig.savefig(buffer, format="png", dpi=dpi, **_SAVE)
     finally:
         plt.close(fig)
+    write_bytes(path, buffer.getvalue())
     return path
 
 
@@ -119,16 +116,16 @@ def write_learning_curves(records: Sequence[Dict[str, Any]], path: Path, title: 
     return _save(fig, plt, path)
 
 
-def plot_sweeps(sweeps: Sequence[Tuple[str, Dict[str, Any]]], path: Path) -> Optional[Path]:
-    """Worst-case accuracy against ε, one line per (label, sweep dict with ``norm`` and ``rows``)."""
+def plot_sweeps(sweeps: Sequence[Tuple[str, EpsSweep]], path: Path) -> Optional[Path]:
+    """Worst-case accuracy against ε, one line per (label, sweep)."""
     plt = _pyplot(path)
     if plt is None or not sweeps:
         return None
     fig, ax = plt.subplots(figsize=(6, 3.8))
     for label, sweep in sweeps:
-        rows = sorted(sweep["rows"], key=lambda r: r["eps"])
+        rows = sorted(sweep.rows, key=lambda r: r["eps"])
         ax.plot([r["eps"] for r in rows], [r["worst_case_acc"] for r in rows], marker="o", label=label)
-    norms = {s.get("norm") for _, s in sweeps}
+    norms = {s.norm for _, s in sweeps}
     ax.set_xlabel("ε (" + ", ".join("L∞" if n == "linf" else "L2" for n in sorted(norms, key=str)) + ")")
     ax.set_ylabel("worst-case accuracy (%)")
     ax.set_ylim(0, 100)
@@ -146,6 +143,30 @@ def pareto_front(points: Sequence[Tuple[float, float]]) -> List[int]:
         if not dominated:
             front.append(i)
     return sorted(front, key=lambda i: points[i][0])
+
+
+def plot_pareto(sweep: SweepRecord, path: Path) -> Optional[Path]:
+    """A sweep: clean accuracy on x, worst-case accuracy on y, one labelled point per value, the front joined."""
+    plt = _pyplot(path)
+    if plt is None:
+        return None
+    param, points = sweep.param, sweep.points
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=120)
+    ax.scatter([p.clean_acc for p in points], [p.worst_case_acc for p in points], color="tab:blue", zorder=3)
+    for p in points:
+        label = f"{p.value:g}" if isinstance(p.value, float) else str(p.value)
+        ax.annotate(f"{param}={label}", (p.clean_acc, p.worst_case_acc), textcoords="offset points",
+                    xytext=(4, 4), fontsize=8)
+    front = sorted((points[i] for i in sweep.pareto), key=lambda p: p.clean_acc)
+    ax.plot([p.clean_acc for p in front], [p.worst_case_acc for p in front], color="tab:orange", zorder=2,
+            marker="o" if len(front) == 1 else None, label="Pareto front")
+    ax.set_xlabel("clean accuracy (%)")
+    ax.set_ylabel(f"worst-case accuracy (%), {sweep.threat['norm']} ε={sweep.threat['eps']:.3g}")
+    ax.set_title(f"{sweep.dataset} {sweep.model}: sweep over {param}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, plt, path, dpi=120)
 
 
 def plot_tradeoff(points: Sequence[Tuple[str, float, float]], path: Path) -> Optional[Path]:

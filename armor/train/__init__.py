@@ -1,5 +1,5 @@
-"""Training: the loop, checkpoints, LR schedules."""
-from .checkpoint import load_checkpoint, save_checkpoint
-from .trainer import Callback, Trainer, build_model, pick_device, train
+"""Training: the loop, its callbacks and guards, sweeps."""
+from .callbacks import Callback, TrainContext
+from .trainer import Trainer, train
 
-__all__ = ["Callback", "Trainer", "build_model", "load_checkpoint", "pick_device", "save_checkpoint", "train"]
+__all__ = ["Callback", "TrainContext", "Trainer", "train"]

@@ -1,4 +1,9 @@
-"""Callbacks against robust overfitting: early stopping, EMA and SWA weight averages.
+"""Callbacks: hooks into the training loop that never see the trainer itself, only a :class:`TrainContext`.
+
+The context is what a callback may read and do: the data and the model being trained, the run's config, the
+current threat (from the run's one ε schedule), measuring clean/PGD accuracy, comparing records the way
+``best.pt`` is chosen, keeping a candidate checkpoint of another model, rolling back to a saved checkpoint, and
+requesting a stop. The callbacks against robust overfitting live here: early stopping, EMA and SWA averages.
 
 Each averaged model is its own *candidate*: evaluated on the validation split whenever the raw model
 is, logged under its own prefix (``ema_val_robust_acc``), kept in its own best checkpoint
@@ -19,19 +24,114 @@ training inputs, because averaged weights do not match any model's running stati
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Dict, List
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import torch
+from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 
 from ..methods import StepOutput
+from ..threat import ThreatModel
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .trainer import Trainer
-
-from .trainer import Callback
+    from ..config import TrainConfig
+    from ..data import Dataset
 
 log = logging.getLogger("armor")
+
+
+class TrainContext:
+    """What a callback may read and do during a run (a narrow view of the trainer)."""
+
+    def __init__(self, trainer: Any):  # the Trainer; callbacks reach it only through the methods below
+        self._trainer = trainer
+
+    # -- read
+    @property
+    def config(self) -> "TrainConfig":
+        return self._trainer.cfg
+
+    @property
+    def data(self) -> "Dataset":
+        return self._trainer.data
+
+    @property
+    def model(self) -> nn.Module:
+        """The model being trained (the plain module, never a DDP/compile wrapper)."""
+        return self._trainer.model
+
+    @property
+    def threat(self) -> ThreatModel:
+        """The run's threat model (what ε ramps up to)."""
+        return self._trainer.schedule.threat
+
+    def threat_at(self, progress: float) -> ThreatModel:
+        """The threat model training uses after ``progress`` epochs (the run's one ε schedule)."""
+        return self._trainer.schedule.at(progress)
+
+    @property
+    def best(self) -> Dict[str, Any]:
+        """A copy of the best-so-far record: epoch, val_robust_acc, val_clean_acc."""
+        return dict(self._trainer.best)
+
+    @property
+    def stop_reason(self) -> Optional[str]:
+        return self._trainer.stop_reason
+
+    # -- measure and compare
+    def measure(self, model: nn.Module, split: str) -> Dict[str, float]:
+        """Clean and PGD-``val_steps`` accuracy of ``model`` on the fixed val (or test) subset."""
+        return self._trainer.measure(model, split)
+
+    def robust_accuracy(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+                        steps: int) -> float:
+        """PGD-``steps`` accuracy (%) of ``model`` on ``(x, y)``, the same on every torchrun rank."""
+        return self._trainer.robust_accuracy(model, x, y, threat, steps)
+
+    def is_better(self, record: Dict[str, Any]) -> bool:
+        """Would ``record`` replace best.pt (robust validation accuracy, ties → clean; clean first for standard)?"""
+        return self._trainer.is_better(record)
+
+    def compare(self, record: Dict[str, Any], best: Dict[str, Any]) -> bool:
+        return self._trainer.compare(record, best)
+
+    # -- act
+    def keep_candidate(self, name: str, model: nn.Module, epoch: int) -> None:
+        """Save ``model`` (an average, say) as the run's ``best_<name>.pt``; it is tested at the end."""
+        self._trainer.save_candidate(name, model, epoch)
+
+    def restore(self, checkpoint: str = "best.pt") -> Optional[int]:
+        """Reload the model and optimizer from a checkpoint of this run; its epoch, or None if there is none."""
+        return self._trainer.restore_from(checkpoint)
+
+    def request_stop(self, reason: str) -> None:
+        """End the run after this epoch; several reasons in one epoch are all kept, in order."""
+        earlier = self._trainer.stop_reason
+        self._trainer.stop_reason = reason if earlier is None else f"{earlier}; also {reason}"
+
+
+class Callback:
+    """Hooks into the loop without the loop knowing what they do (EMA, guards, early stopping, ...).
+
+    ``on_epoch_end`` may add keys to the epoch's record and may ask the context to stop the run. State that
+    must survive a resume goes in ``state_dict``/``load_state_dict`` (saved in every checkpoint under ``name``).
+    A callback that keeps a candidate model sets ``candidate`` to its prefix (``ema``): the trainer then tests
+    ``best_<candidate>.pt`` at the end.
+    """
+
+    name = "callback"
+    candidate: Optional[str] = None
+
+    def on_train_start(self, ctx: TrainContext) -> None: ...
+
+    def on_step_end(self, ctx: TrainContext, out: StepOutput) -> None: ...
+
+    def on_epoch_end(self, ctx: TrainContext, epoch: int, record: Dict[str, Any]) -> None: ...
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None: ...
 
 
 class EarlyStopping(Callback):
@@ -43,17 +143,17 @@ class EarlyStopping(Callback):
         self.patience = int(patience)
         self.bad_evals = 0
 
-    def on_epoch_end(self, trainer: "Trainer", epoch: int, record: Dict[str, Any]) -> None:
+    def on_epoch_end(self, ctx: TrainContext, epoch: int, record: Dict[str, Any]) -> None:
         if "val_robust_acc" not in record:
             return
-        # runs before the trainer updates ``trainer.best`` with this epoch, so it compares against the past
-        if trainer.is_better(record):
+        # runs before the trainer updates its best with this epoch, so it compares against the past
+        if ctx.is_better(record):
             self.bad_evals = 0
             return
         self.bad_evals += 1
-        if self.bad_evals >= self.patience and trainer.stop_reason is None:
-            trainer.stop_reason = (f"early stopping: no better robust validation accuracy in {self.bad_evals} "
-                                   f"evaluations (best epoch {trainer.best['epoch']})")
+        if self.bad_evals >= self.patience:
+            ctx.request_stop(f"early stopping: no better robust validation accuracy in {self.bad_evals} "
+                             f"evaluations (best epoch {ctx.best['epoch']})")
 
     def state_dict(self) -> Dict[str, Any]:
         return {"bad_evals": self.bad_evals}
@@ -65,35 +165,32 @@ class EarlyStopping(Callback):
 class _AveragedCandidate(Callback):
     """Shared bookkeeping of a weight average that competes with the raw model on validation."""
 
-    prefix = "avg"
+    candidate = "avg"
 
     def __init__(self) -> None:
         self.averaged: AveragedModel | None = None
         self.best: Dict[str, Any] = {"epoch": None, "val_robust_acc": -1.0, "val_clean_acc": -1.0}
-
-    @property
-    def checkpoint_name(self) -> str:
-        return f"best_{self.prefix}.pt"
+        self._pending: Optional[Dict[str, Any]] = None
 
     def ready(self) -> bool:
         return self.averaged is not None and int(self.averaged.n_averaged) > 0
 
-    def prepare_for_eval(self, trainer: "Trainer") -> None: ...
+    def prepare_for_eval(self, ctx: TrainContext) -> None: ...
 
-    def evaluate_candidate(self, trainer: "Trainer", epoch: int, record: Dict[str, Any]) -> None:
+    def evaluate_candidate(self, ctx: TrainContext, epoch: int, record: Dict[str, Any]) -> None:
         if not self.ready() or not ({"val_robust_acc", "test_robust_acc"} & set(record)):
             return
-        self.prepare_for_eval(trainer)
+        self.prepare_for_eval(ctx)
         model = self.averaged.module
         if "val_robust_acc" in record:
-            res = trainer.measure(model, "val")
-            record.update({f"{self.prefix}_{k}": v for k, v in res.items()})
+            res = ctx.measure(model, "val")
+            record.update({f"{self.candidate}_{k}": v for k, v in res.items()})
             ours = {"val_robust_acc": res["val_robust_acc"], "val_clean_acc": res["val_clean_acc"]}
-            if trainer.compare(ours, self.best):
+            if ctx.compare(ours, self.best):
                 self.best = {"epoch": epoch + 1, **ours}
-                trainer.save_candidate(trainer.out / self.checkpoint_name, model, epoch + 1, self.prefix)
+                ctx.keep_candidate(self.candidate, model, epoch + 1)
         if "test_robust_acc" in record:
-            record.update({f"{self.prefix}_{k}": v for k, v in trainer.measure(model, "test").items()})
+            record.update({f"{self.candidate}_{k}": v for k, v in ctx.measure(model, "test").items()})
 
     def state_dict(self) -> Dict[str, Any]:
         return {"averaged": None if self.averaged is None else self.averaged.state_dict(), "best": dict(self.best)}
@@ -103,13 +200,9 @@ class _AveragedCandidate(Callback):
         if state["averaged"] is not None:
             self._pending = state["averaged"]
 
-    def on_train_start(self, trainer: "Trainer") -> None:
-        self._restore_pending()
-
-    def _restore_pending(self) -> None:
-        pending = getattr(self, "_pending", None)
-        if pending is not None:
-            self.averaged.load_state_dict(pending)
+    def on_train_start(self, ctx: TrainContext) -> None:
+        if self._pending is not None:  # a resumed run: the average comes back as it was saved
+            self.averaged.load_state_dict(self._pending)
             self._pending = None
 
 
@@ -117,53 +210,52 @@ class EMA(_AveragedCandidate):
     """Exponential moving average of the weights and BN buffers, updated after every optimizer step."""
 
     name = "ema"
-    prefix = "ema"
+    candidate = "ema"
 
     def __init__(self, model: torch.nn.Module, decay: float):
         super().__init__()
         self.decay = float(decay)
         self.averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(self.decay), use_buffers=True)
 
-    def on_step_end(self, trainer: "Trainer", out: StepOutput) -> None:
-        self.averaged.update_parameters(trainer.model)
+    def on_step_end(self, ctx: TrainContext, out: StepOutput) -> None:
+        self.averaged.update_parameters(ctx.model)
 
-    def on_epoch_end(self, trainer: "Trainer", epoch: int, record: Dict[str, Any]) -> None:
-        self.evaluate_candidate(trainer, epoch, record)
+    def on_epoch_end(self, ctx: TrainContext, epoch: int, record: Dict[str, Any]) -> None:
+        self.evaluate_candidate(ctx, epoch, record)
 
 
 class SWA(_AveragedCandidate):
     """Equal average of one weight snapshot per epoch from epoch ``start`` (1-based) on."""
 
     name = "swa"
-    prefix = "swa"
+    candidate = "swa"
 
     def __init__(self, model: torch.nn.Module, start: int):
         super().__init__()
         self.start = int(start)
         self.averaged = AveragedModel(model)
 
-    def on_epoch_end(self, trainer: "Trainer", epoch: int, record: Dict[str, Any]) -> None:
+    def on_epoch_end(self, ctx: TrainContext, epoch: int, record: Dict[str, Any]) -> None:
         if epoch + 1 >= self.start:
-            self.averaged.update_parameters(trainer.model)
+            self.averaged.update_parameters(ctx.model)
             record["swa_models"] = int(self.averaged.n_averaged)
-        self.evaluate_candidate(trainer, epoch, record)
+        self.evaluate_candidate(ctx, epoch, record)
 
-    def prepare_for_eval(self, trainer: "Trainer") -> None:
-        x = trainer.data.x_train
+    def prepare_for_eval(self, ctx: TrainContext) -> None:
+        x = ctx.data.x_train
         batches: List[torch.Tensor] = [x[i:i + 512] for i in range(0, len(x), 512)]
         with torch.no_grad():
             update_bn(batches, self.averaged.module)
         self.averaged.module.eval()
 
 
-def default_callbacks(trainer: "Trainer") -> List[Callback]:
+def default_callbacks(cfg: "TrainConfig", model: nn.Module) -> List[Callback]:
     """The callbacks a config asks for: EMA and SWA candidates first, then early stopping."""
-    cfg = trainer.cfg
     callbacks: List[Callback] = []
     if cfg.ema_decay:
-        callbacks.append(EMA(trainer.model, cfg.ema_decay))
+        callbacks.append(EMA(model, cfg.ema_decay))
     if cfg.swa_start:
-        callbacks.append(SWA(trainer.model, cfg.swa_start))
+        callbacks.append(SWA(model, cfg.swa_start))
     if cfg.early_stop_patience:
         callbacks.append(EarlyStopping(cfg.early_stop_patience))
     return callbacks

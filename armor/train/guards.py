@@ -9,11 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, List, Optional
 
-from ..attacks import PGD
-from ..eval.robust import evaluate
-from . import distributed
-from .checkpoint import load_checkpoint
-from .trainer import Callback
+from .callbacks import Callback, TrainContext
 
 log = logging.getLogger("armor")
 
@@ -42,37 +38,33 @@ class CatastrophicOverfittingGuard(Callback):
         self.fired_epoch: Optional[int] = None
         self.x = self.y = None
 
-    def on_train_start(self, trainer) -> None:
-        data = trainer.data
+    def on_train_start(self, ctx: TrainContext) -> None:
+        data = ctx.data
         if len(data.x_val):
             self.x, self.y = data.x_val[: self.batch], data.y_val[: self.batch]
         else:
             log.warning("guard: no validation split, so the monitor batch comes from the training data")
             self.x, self.y = data.x_train[: self.batch], data.y_train[: self.batch]
 
-    def monitor_acc(self, trainer, eps: Optional[float] = None) -> float:
-        """PGD accuracy on the monitor batch, at the run's ε or at ``eps`` (the ramped ε of ``eps_warmup``)."""
-        threat = trainer.threat if eps is None else trainer.threat.scaled(eps)
-        attack = PGD(threat, steps=self.steps)
-        # evaluate_split merges the ranks' shares under torchrun, so every rank takes the same decision
-        res = distributed.evaluate_split(trainer.dist, evaluate, trainer.model, self.x, self.y, {"pgd": attack},
-                                         batch_size=512)
-        return res["attacks"]["pgd"]["robust_acc"]
+    def monitor_acc(self, ctx: TrainContext, threat) -> float:
+        """PGD accuracy on the monitor batch under ``threat`` (the same on every torchrun rank)."""
+        return ctx.robust_accuracy(ctx.model, self.x, self.y, threat, self.steps)
 
-    def on_epoch_end(self, trainer, epoch: int, record: Dict[str, Any]) -> None:
+    def on_epoch_end(self, ctx: TrainContext, epoch: int, record: Dict[str, Any]) -> None:
         # While ε still ramps up (eps_warmup), the training attack has not reached the run's ε: PGD at the full
         # ε would fail a healthy model. The monitor then attacks at the ε training has reached, only the floor
         # rule applies (a model robust to the training attack but to no PGD), and the best is not updated.
-        eps = trainer.eps_at(epoch + 1)
-        ramping = eps < trainer.threat.eps
-        whole_val = len(trainer.data.x_val) and len(self.y) == len(trainer.data.x_val)
+        threat = ctx.threat_at(epoch + 1)
+        eps = threat.eps
+        ramping = eps < ctx.threat.eps
+        whole_val = len(ctx.data.x_val) and len(self.y) == len(ctx.data.x_val)
         if ramping:
-            acc = self.monitor_acc(trainer, eps)
+            acc = self.monitor_acc(ctx, threat)
             record["guard_eps"] = eps
-        elif whole_val and "val_robust_acc" in record and self.steps == trainer.cfg.val_steps:
+        elif whole_val and "val_robust_acc" in record and self.steps == ctx.config.val_steps:
             acc = record["val_robust_acc"]  # the validation just ran this very attack on these images
         else:
-            acc = self.monitor_acc(trainer)
+            acc = self.monitor_acc(ctx, ctx.threat)
         record["guard_pgd_acc"] = acc
         train_acc = record.get("train_robust_acc")
         # without a train robust accuracy (a clean-trained run) only the drop from the best counts
@@ -91,19 +83,16 @@ class CatastrophicOverfittingGuard(Callback):
                   + (f" while train robust accuracy is {train_acc:.1f}%" if train_acc is not None else ""))
         record["guard"] = "fired"
         if self.action == "rollback":
-            reason += self._rollback(trainer, record)
-        trainer.stop_reason = reason
+            reason += self._rollback(ctx, record)
+        ctx.request_stop(reason)
 
-    def _rollback(self, trainer, record: Dict[str, Any]) -> str:
-        path = trainer.out / "best.pt"
-        if not path.is_file():
+    def _rollback(self, ctx: TrainContext, record: Dict[str, Any]) -> str:
+        epoch = ctx.restore("best.pt")
+        if epoch is None:
             return "; no best.pt to roll back to, stopped instead"
-        state = load_checkpoint(path, map_location=trainer.device)
-        trainer.model.load_state_dict(state["model"])
-        trainer.optimizer.load_state_dict(state["optimizer"])
         record["guard"] = "rolled_back"
-        record["guard_rolled_back_to_epoch"] = state["epoch"]
-        return f"; rolled back to best.pt (epoch {state['epoch']})"
+        record["guard_rolled_back_to_epoch"] = epoch
+        return f"; rolled back to best.pt (epoch {epoch})"
 
     def state_dict(self) -> Dict[str, Any]:
         return {"best_acc": self.best_acc, "best_epoch": self.best_epoch, "fired_epoch": self.fired_epoch}
@@ -127,8 +116,8 @@ class ChanceGuard(Callback):
         self.patience, self.margin = int(patience), float(margin)
         self.epochs_at_chance = 0
 
-    def on_epoch_end(self, trainer, epoch: int, record: Dict[str, Any]) -> None:
-        chance = 100.0 / trainer.data.num_classes
+    def on_epoch_end(self, ctx: TrainContext, epoch: int, record: Dict[str, Any]) -> None:
+        chance = 100.0 / ctx.data.num_classes
         train_acc = record.get("train_robust_acc", record.get("train_acc"))
         val_acc = record.get("val_clean_acc")  # dummy-class AT trains towards other labels: check clean val too
         if train_acc is None or train_acc > chance + self.margin or (val_acc is not None and
@@ -138,7 +127,7 @@ class ChanceGuard(Callback):
         self.epochs_at_chance += 1
         if self.epochs_at_chance >= self.patience:
             record["chance_guard"] = "fired"
-            trainer.stop_reason = (
+            ctx.request_stop(
                 f"stuck at chance: training accuracy has stayed within {self.margin:g} points of chance "
                 f"({chance:.0f}%) for {self.epochs_at_chance} epochs (now {train_acc:.1f}%); try an ε ramp "
                 f"(eps_warmup: 2), a lower learning rate, or a smaller ε")

@@ -1,6 +1,7 @@
-"""The training loop: epochs, LR schedule, held-out robust validation, checkpoints, metrics.
+"""The training loop: epochs, LR schedule, the ε schedule, held-out robust validation, checkpoints, metrics.
 
-It knows only the :class:`~armor.methods.Method` protocol, never a particular method.
+It knows only the :class:`~armor.methods.Method` protocol, never a particular method, and hands callbacks a
+:class:`~armor.train.callbacks.TrainContext`, never itself.
 """
 from __future__ import annotations
 
@@ -14,52 +15,31 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .. import distributed
+from ..accel import Precision, maybe_compile, resolve_amp, to_memory_format, use_channels_last
 from ..attacks import PGD
-from ..config import TrainConfig
+from ..attacks.suites import attack_list
+from ..checkpoints import load_weights, model_spec, saved_config
+from ..config import TrainConfig, dump_yaml
 from ..data import Dataset, augment, load_dataset, resolve_preset
+from ..device import pick_device
 from ..errors import TrainingDiverged, UserError
 from ..eval.robust import evaluate
-from ..methods import METHODS, Method, StepOutput, create_method
-from ..models import create_model
+from ..io import append_jsonl, load_checkpoint, read_jsonl, save_checkpoint, truncate_jsonl, write_text
+from ..methods import Method, create_method
+from ..models import build_model
+from ..results import Candidate, TrainingRecord
+from ..schedules import ThreatSchedule, lr_factor
 from ..threat import ThreatModel
-from . import distributed
-from .accel import Precision, maybe_compile, resolve_amp, to_memory_format, use_channels_last
-from .checkpoint import append_jsonl, load_checkpoint, read_jsonl, save_checkpoint, truncate_jsonl
-from .schedule import lr_factor
+from .callbacks import Callback, TrainContext, default_callbacks
+from .guards import guard_callbacks
 
 log = logging.getLogger("armor")
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name != "auto":
-        if name.startswith("cuda") and not torch.cuda.is_available():
-            raise UserError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu")
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def build_model(cfg: TrainConfig, meta: Dict[str, Any]) -> nn.Module:
-    """The model as evaluated and attacked; a method may widen the head and wrap it (dummy-class AT folds it)."""
-    method = METHODS.get(cfg.method)
-    network = create_model(cfg.model, meta["input_shape"], meta["num_classes"] * method.head_factor,
-                           meta["mean"], meta["std"], **cfg.model_options)
-    return method.wrap_model(network, meta["num_classes"])
 
 
 def dataset_meta(data: Dataset) -> Dict[str, Any]:
     return {"name": data.name, "input_shape": list(data.input_shape), "num_classes": data.num_classes,
             "mean": list(data.mean), "std": list(data.std)}
-
-
-def eval_attacks(names, threat: ThreatModel, steps: int, restarts: int = 1) -> Dict[str, Any]:
-    """Named attacks for a results table, labelled as ``armor eval`` labels them (``fgsm``, ``pgd-20``)."""
-    from ..eval.run import named_attacks  # eval.run imports this module: import at call time
-
-    return named_attacks(threat, names, steps=steps, restarts=restarts)
 
 
 def _rng_state() -> Dict[str, Any]:
@@ -75,30 +55,9 @@ def _set_rng_state(state: Dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
-class Callback:
-    """Hooks into the loop without the loop knowing what they do (EMA, guards, early stopping, ...).
-
-    ``on_epoch_end`` may add keys to the epoch's record and may set ``trainer.stop_reason`` to end the
-    run after this epoch. ``state_dict``/``load_state_dict`` travel in the checkpoint, so a resumed run
-    continues with the same callback state.
-    """
-
-    name = "callback"
-
-    def on_train_start(self, trainer: "Trainer") -> None: ...
-
-    def on_step_end(self, trainer: "Trainer", out: StepOutput) -> None: ...
-
-    def on_epoch_end(self, trainer: "Trainer", epoch: int, record: Dict[str, Any]) -> None: ...
-
-    def state_dict(self) -> Dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: Dict[str, Any]) -> None: ...
-
-
 class Trainer:
-    """``Trainer(cfg).fit()`` → summary dict; writes ``metrics.jsonl``, ``last.pt``, ``best.pt``, ``results.json``."""
+    """``Trainer(cfg).fit()`` → :class:`~armor.results.TrainingRecord`; writes ``metrics.jsonl``, ``last.pt``,
+    ``best.pt`` and ``results.json`` into the run folder."""
 
     def __init__(self, cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
                  progress: Optional[bool] = None, callbacks: Optional[List[Callback]] = None):
@@ -116,7 +75,7 @@ class Trainer:
             self.resume_state = self.dist.broadcast_object(
                 self.dist.run_on_main(lambda: load_checkpoint(self.out / "last.pt")))
         if self.resume_state is not None:
-            saved = TrainConfig.from_dict(self.resume_state["config"])
+            saved = saved_config(self.resume_state)
             saved.epochs, saved.out = cfg.epochs, cfg.out  # a resumed run may be extended
             self.cfg = cfg = saved
         self.device = distributed.device_for(self.dist, pick_device(cfg.device))
@@ -125,23 +84,25 @@ class Trainer:
                                  seed=cfg.seed).to(self.device)
         self.meta = dataset_meta(self.data)
         self.augment = resolve_preset(cfg.augment, self.data.name, self.data.input_shape[-1])
-        self.threat = ThreatModel(cfg.norm, cfg.resolved_eps())
-        self.model = build_model(cfg, self.meta).to(self.device)
+        self.schedule = ThreatSchedule(cfg.threat, cfg.eps_warmup)  # the one owner of the run's ε over time
+        self.spec = model_spec(cfg, self.meta)
+        self.model = build_model(self.spec).to(self.device)
         self._setup_speed()
-        self.method: Method = create_method(cfg.method, self.threat, steps=cfg.steps, step_size=cfg.step_size,
-                                            clean_weight=cfg.clean_weight, beta=cfg.beta, replays=cfg.replays,
-                                            **cfg.method_options)
+        self.method: Method = create_method(cfg.method, self.schedule.threat, **cfg.method_kwargs())
         self.optimizer = self._make_optimizer()
-        from .callbacks import default_callbacks  # callbacks subclass Callback, defined here
-        from .guards import guard_callbacks
-
-        self.callbacks: List[Callback] = (default_callbacks(self) + guard_callbacks(cfg, self.method)
+        self.callbacks: List[Callback] = (default_callbacks(cfg, self.model) + guard_callbacks(cfg, self.method)
                                           + list(callbacks or []))
+        self.context = TrainContext(self)
         self.skipped_steps = 0
         self.start_epoch = 0
         self.best: Dict[str, Any] = {"epoch": None, "val_robust_acc": -1.0, "val_clean_acc": -1.0}
         if self.resume_state is not None:
             self._restore(self.resume_state)
+
+    @property
+    def threat(self) -> ThreatModel:
+        """The run's threat model (read from the ε schedule; the trainer keeps no copy of its own)."""
+        return self.schedule.threat
 
     # -- set-up ----------------------------------------------------------------------------------
     def _prepare_out_dir(self, resume: bool, overwrite: bool) -> None:
@@ -189,7 +150,7 @@ class Trainer:
         return torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def _restore(self, state: Dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
+        load_weights(self.model, state["model"], self.out / "last.pt")
         self.optimizer.load_state_dict(state["optimizer"])
         self.start_epoch = int(state["epoch"])
         self.best = dict(state["best"])
@@ -204,17 +165,36 @@ class Trainer:
 
     def _state(self, epoch: int) -> Dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": epoch,
-                "config": self.cfg.to_dict(), "dataset": self.meta, "best": dict(self.best), "rng": _rng_state(),
+                "config": self.cfg.to_dict(), "dataset": self.meta, "model_spec": self.spec.to_dict(),
+                "best": dict(self.best), "rng": _rng_state(),
                 "callbacks": {cb.name: cb.state_dict() for cb in self.callbacks},
                 "grad_scaler": self.precision.state_dict()}
 
-    # -- the loop --------------------------------------------------------------------------------
-    def eps_at(self, progress: float) -> float:
-        """ε after ``progress`` epochs: a linear ramp from 0 over ``eps_warmup`` epochs, step by step."""
-        if self.cfg.eps_warmup and progress < self.cfg.eps_warmup:
-            return self.threat.eps * max(progress, 1e-3) / self.cfg.eps_warmup
-        return self.threat.eps
+    # -- what callbacks reach through the context ---------------------------------------------------------
+    def save_candidate(self, name: str, model: nn.Module, epoch: int) -> None:
+        """A loadable checkpoint of another model than the one being trained (an EMA or SWA average)."""
+        if self.dist.is_main:
+            save_checkpoint(self.out / f"best_{name}.pt",
+                            {"model": model.state_dict(), "epoch": epoch, "config": self.cfg.to_dict(),
+                             "dataset": self.meta, "model_spec": self.spec.to_dict(), "candidate": name})
 
+    def restore_from(self, checkpoint: str) -> Optional[int]:
+        """Reload model and optimizer from ``checkpoint`` of this run (same on every rank); its epoch, or None."""
+        path = self.out / checkpoint
+        state = self.dist.broadcast_object(self.dist.run_on_main(
+            lambda: load_checkpoint(path, map_location="cpu") if path.is_file() else None))
+        if state is None:
+            return None
+        load_weights(self.model, state["model"], path)
+        self.optimizer.load_state_dict(state["optimizer"])
+        return int(state["epoch"])
+
+    def robust_accuracy(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+                        steps: int) -> float:
+        res = evaluate(model, x, y, {"pgd": PGD(threat, steps=steps)}, batch_size=512, dist=self.dist)
+        return res.acc("pgd")
+
+    # -- the loop --------------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> Dict[str, float]:
         cfg, data, model = self.cfg, self.data, self.train_model
         model.train()
@@ -233,8 +213,7 @@ class Trainer:
             x, y = augment(data.x_train[idx], self.augment), data.y_train[idx]
             x = to_memory_format(x, self.channels_last)
             lr = cfg.lr * lr_factor(cfg.schedule, (epoch + b / batches) / cfg.epochs)
-            if cfg.eps_warmup and epoch <= cfg.eps_warmup:
-                self.method.set_eps(self.eps_at(epoch + (b + 1) / batches))
+            self.method.set_threat(self.schedule.at(epoch + (b + 1) / batches))
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             stepped = None
@@ -249,7 +228,7 @@ class Trainer:
                 self.precision.backward_step(out.loss, self.optimizer)
                 stepped = out
                 for cb in self.callbacks:
-                    cb.on_step_end(self, out)
+                    cb.on_step_end(self.context, out)
             if stepped is None:
                 continue
             out, k = stepped, len(y)
@@ -299,23 +278,17 @@ class Trainer:
             x, y = x[:size], y[:size]  # the same first examples every time: curves compare like with like
         if len(x) == 0:
             return {}
-        attack = PGD(self.threat, steps=self.cfg.val_steps)
-        res = distributed.evaluate_split(self.dist, evaluate, model, x, y, {"pgd": attack}, batch_size=512)
-        return {f"{split}_clean_acc": res["clean_acc"], f"{split}_robust_acc": res["attacks"]["pgd"]["robust_acc"]}
+        res = evaluate(model, x, y, {"pgd": PGD(self.threat, steps=self.cfg.val_steps)}, batch_size=512,
+                       dist=self.dist)
+        return {f"{split}_clean_acc": res.clean_acc, f"{split}_robust_acc": res.acc("pgd")}
 
-    def save_candidate(self, path: Path, model: nn.Module, epoch: int, candidate: str) -> None:
-        """A loadable checkpoint of another model than the one being trained (an EMA or SWA average)."""
-        if self.dist.is_main:
-            save_checkpoint(path, {"model": model.state_dict(), "epoch": epoch, "config": self.cfg.to_dict(),
-                                   "dataset": self.meta, "candidate": candidate})
-
-    def fit(self) -> Dict[str, Any]:
+    def fit(self) -> TrainingRecord:
         cfg = self.cfg
         if self.resume_state is None and self.dist.is_main:
-            (self.out / "config.yaml").write_text(_yaml_dump(cfg.to_dict()))
+            write_text(self.out / "config.yaml", dump_yaml(cfg.to_dict()))
             log.info("%s | %s | %s | %s", self.data.describe(), cfg.model, cfg.method, self.threat)
         for cb in self.callbacks:
-            cb.on_train_start(self)
+            cb.on_train_start(self.context)
         for epoch in range(self.start_epoch, cfg.epochs):
             start = time.perf_counter()
             record: Dict[str, Any] = {"epoch": epoch + 1, **self.train_epoch(epoch)}
@@ -324,7 +297,7 @@ class Trainer:
             if cfg.test_every and ((epoch + 1) % cfg.test_every == 0 or epoch + 1 == cfg.epochs):
                 record.update(self.measure(self.model, "test"))
             for cb in self.callbacks:
-                cb.on_epoch_end(self, epoch, record)
+                cb.on_epoch_end(self.context, epoch, record)
             record["seconds"] = round(time.perf_counter() - start, 3)
             improved = self.is_better(record)
             if improved:
@@ -354,49 +327,50 @@ class Trainer:
         order = ("val_clean_acc", "val_robust_acc") if by_clean else ("val_robust_acc", "val_clean_acc")
         return tuple(record[k] for k in order) > tuple(best[k] for k in order)
 
-    def finish(self) -> Dict[str, Any]:
-        """Evaluate the best checkpoint on the test split and write ``results.json``."""
-        from ..reports.json import write_json
+    def _load_for_test(self, name: str) -> Optional[Dict[str, Any]]:
+        path = self.out / name
+        return self.dist.broadcast_object(self.dist.run_on_main(
+            lambda: load_checkpoint(path, map_location=self.device) if path.is_file() else None))
 
+    def finish(self) -> TrainingRecord:
+        """Evaluate the best checkpoint (and every kept candidate) on the test split and write ``results.json``."""
         best = self.dist.run_on_main(lambda: load_checkpoint(self.out / "best.pt", map_location=self.device))
         if best is not None:
-            self.model.load_state_dict(best["model"])
+            load_weights(self.model, best["model"], self.out / "best.pt")
         self.dist.broadcast_module(self.model)  # every rank evaluates rank 0's best weights
-        best = {"epoch": self.dist.broadcast_object(best["epoch"] if best is not None else None)}
+        best_epoch = self.dist.broadcast_object(best["epoch"] if best is not None else None)
         cfg = self.cfg
-        attacks = eval_attacks(cfg.eval_attacks, self.threat, cfg.eval_steps, cfg.eval_restarts)
-        result = distributed.evaluate_split(self.dist, evaluate, self.model, self.data.x_test, self.data.y_test,
-                                            attacks, progress=bool(self.progress))
+        attacks = attack_list(self.threat, cfg.eval_attacks, steps=cfg.eval_steps, restarts=cfg.eval_restarts)
+        result = evaluate(self.model, self.data.x_test, self.data.y_test, attacks, progress=bool(self.progress),
+                          dist=self.dist)
         records = read_jsonl(self.out / "metrics.jsonl")
         last_epoch = records[-1]["epoch"] if records else self.start_epoch
-        candidates = {"best": {"checkpoint": "best.pt", "epoch": best["epoch"], "test": result}}
+        candidates = {"best": Candidate("best.pt", best_epoch, result)}
         for cb in self.callbacks:  # EMA/SWA averages: each tested from its own best checkpoint
-            name = getattr(cb, "checkpoint_name", None)
-            path = self.out / str(name)
-            state = self.dist.broadcast_object(self.dist.run_on_main(
-                lambda: load_checkpoint(path, map_location=self.device) if name and path.is_file() else None))
+            if cb.candidate is None:
+                continue
+            name = f"best_{cb.candidate}.pt"
+            state = self._load_for_test(name)
             if state is not None:
-                model = build_model(cfg, self.meta).to(self.device)
-                model.load_state_dict(state["model"])
-                test = distributed.evaluate_split(self.dist, evaluate, model, self.data.x_test, self.data.y_test,
-                                                  attacks)
-                candidates[cb.prefix] = {"checkpoint": path.name, "epoch": state["epoch"], "test": test}
+                model = load_weights(build_model(self.spec).to(self.device), state["model"], self.out / name)
+                test = evaluate(model, self.data.x_test, self.data.y_test, attacks, dist=self.dist)
+                candidates[cb.candidate] = Candidate(name, state["epoch"], test)
         # stop_reason stays None for a run that completed; the log line says either way
         outcome = self.stop_reason or f"completed {last_epoch} of {cfg.epochs} epochs"
-        summary = {"run": str(self.out), "dataset": self.data.name, "model": cfg.model, "method": cfg.method,
-                   "threat": {"norm": self.threat.norm, "eps": self.threat.eps}, "best_epoch": best["epoch"],
-                   "last_epoch": last_epoch, "epochs": cfg.epochs, "seed": cfg.seed, "stop_reason": self.stop_reason,
-                   "test": result, "candidates": candidates,
-                   "train_seconds": round(sum(r.get("seconds", 0) for r in records), 2)}
+        record = TrainingRecord(run=str(self.out), dataset=self.data.name, model=cfg.model, method=cfg.method,
+                                threat=self.threat.to_dict(), best_epoch=best_epoch, last_epoch=last_epoch,
+                                epochs=cfg.epochs, seed=cfg.seed, stop_reason=self.stop_reason,
+                                candidates=candidates,
+                                train_seconds=round(sum(r.get("seconds", 0) for r in records), 2))
         if self.dist.is_main:
-            write_json(self.out / "results.json", summary)
-            log.info("best epoch %s; %s", best["epoch"], outcome)
+            record.write(self.out / "results.json")
+            log.info("best epoch %s; %s", best_epoch, outcome)
             if cfg.plot:
                 from ..reports.plots import write_learning_curves
 
                 write_learning_curves(records, self.out / "learning_curves.png",
-                                      title=f"{self.data.name} {cfg.method}", best_epoch=best["epoch"])
-        return summary
+                                      title=f"{self.data.name} {cfg.method}", best_epoch=best_epoch)
+        return record
 
 
 def _format_record(r: Dict[str, Any]) -> str:
@@ -408,15 +382,9 @@ def _format_record(r: Dict[str, Any]) -> str:
     return " | ".join(parts)
 
 
-def _yaml_dump(values: Dict[str, Any]) -> str:
-    import yaml
-
-    return yaml.safe_dump(values, sort_keys=False)
-
-
 def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
-          progress: Optional[bool] = None) -> Dict[str, Any]:
-    """Train one run as configured and evaluate its best checkpoint; returns the summary dict."""
+          progress: Optional[bool] = None) -> TrainingRecord:
+    """Train one run as configured and evaluate its best checkpoint; returns its record."""
     trainer = Trainer(cfg, resume=resume, overwrite=overwrite, progress=progress)
     try:
         return trainer.fit()

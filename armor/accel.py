@@ -18,39 +18,17 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from ..errors import UserError
+from .errors import UserError
 
 log = logging.getLogger("armor")
 
-AMP_MODES = ("auto", "off", "bf16", "fp16")
-
-
-def parse_amp(value: Any) -> str:
-    """``auto | off | bf16 | fp16`` (``true`` → bf16, ``false``/``none`` → off)."""
-    text = {True: "bf16", False: "off", None: "auto"}.get(value, value) if isinstance(value, (bool, type(None))) \
-        else str(value).strip().lower()
-    text = {"on": "bf16", "true": "bf16", "bfloat16": "bf16", "float16": "fp16", "half": "fp16",
-            "false": "off", "none": "off", "no": "off"}.get(text, text)
-    if text not in AMP_MODES:
-        raise UserError(f"amp must be one of {', '.join(AMP_MODES)}, got {value!r}")
-    return text
-
-
-def parse_switch(value: Any, name: str) -> Any:
-    """``auto``, or a yes/no value written as YAML or a flag writes it."""
-    if isinstance(value, bool) or value == "auto":
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "on", "yes", "1"):
-        return True
-    if text in ("false", "off", "no", "0"):
-        return False
-    raise UserError(f"{name} must be auto, true or false, got {value!r}")
+AMP_MODES = ("auto", "off", "bf16", "fp16")  # parsed from user text by armor.config
 
 
 def resolve_amp(mode: str, device: torch.device) -> Optional[torch.dtype]:
     """The autocast dtype for ``mode`` on ``device`` (None = full fp32)."""
-    mode = parse_amp(mode)
+    if mode not in AMP_MODES:
+        raise ValueError(f"amp mode must be one of {AMP_MODES}, got {mode!r}")
     if mode == "off" or (mode == "auto" and device.type != "cuda"):
         return None
     if mode == "fp16":
@@ -106,7 +84,6 @@ def has_conv(model: nn.Module) -> bool:
 
 def use_channels_last(option: Any, device: torch.device, model: nn.Module) -> bool:
     """``auto`` = on for convolutional models on CUDA (where cuDNN's NHWC kernels pay off), off elsewhere."""
-    option = parse_switch(option, "channels_last")
     if option == "auto":
         return device.type == "cuda" and has_conv(model)
     return bool(option)

@@ -4,7 +4,8 @@ torchrun sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; :func:`setup` joins t
 CPU, nccl on CUDA). Every rank holds the whole dataset on its device and takes its slice of each global
 batch of the same seeded permutation, so N processes train on exactly the batches one process would (the
 configured ``batch_size`` is the global batch). Only rank 0 writes files and logs; epoch metrics are
-summed across ranks; evaluation splits the examples across ranks and merges the counts.
+summed across ranks; evaluation (``armor.eval.evaluate(..., dist=ctx)``) gives each rank a contiguous slice of
+the examples and merges the per-example results exactly (:meth:`armor.results.Evaluation.merge`).
 
 Without torchrun (``WORLD_SIZE`` unset or 1) every function here is a no-op and nothing is initialised.
 """
@@ -13,13 +14,13 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional, TypeVar
+from typing import Any, Callable, Dict, List, Optional, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..errors import UserError
+from .errors import UserError
 
 log = logging.getLogger("armor")
 T = TypeVar("T")
@@ -169,40 +170,3 @@ def wrap_model(ctx: DistContext, model: nn.Module, device: torch.device) -> nn.M
 def unwrap(model: nn.Module) -> nn.Module:
     """The module under DistributedDataParallel (attacks run on it: they need no gradient all-reduce)."""
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
-# -- combining evaluation results --------------------------------------------------------------
-def merge_results(parts: List[Mapping[str, Any]]) -> Dict[str, Any]:
-    """One result dict from per-rank :func:`armor.eval.robust.evaluate` dicts on disjoint slices.
-
-    Accuracies (keys ending in ``_acc`` or ``_acc_partial``, in %) are averaged weighted by each part's
-    ``n``; counts (``broken_by``) are summed; anything else is taken from the first part.
-    """
-    parts = [p for p in parts if p.get("n", 0)] or list(parts[:1])
-    total = sum(p["n"] for p in parts)
-
-    def merge(values: List[Any], weights: List[int], key: str, counts: bool) -> Any:
-        first = values[0]
-        if isinstance(first, Mapping):
-            return {k: merge([v[k] for v in values], weights, k, counts or k == "broken_by") for k in first}
-        if isinstance(first, bool) or not isinstance(first, (int, float)):
-            return first
-        if counts:
-            return sum(values)
-        if key.endswith("_acc") or key.endswith("_acc_partial"):
-            return sum(v * w for v, w in zip(values, weights)) / total if total else float("nan")
-        return first
-
-    merged = merge(list(parts), [p["n"] for p in parts], "", False)
-    merged["n"] = total
-    return merged
-
-
-def evaluate_split(ctx: DistContext, evaluate_fn: Callable[..., Dict[str, Any]], model: nn.Module,
-                   x: torch.Tensor, y: torch.Tensor, attacks: Mapping[str, Any], **kw) -> Dict[str, Any]:
-    """``evaluate_fn(model, x, y, attacks, **kw)`` on this rank's slice, merged over ranks (same on all)."""
-    if not ctx.enabled:
-        return evaluate_fn(model, x, y, attacks, **kw)
-    part = ctx.split_range(len(x))
-    result = evaluate_fn(unwrap(model), x[part], y[part], attacks, **kw)
-    return merge_results(ctx.all_gather_objects(result))

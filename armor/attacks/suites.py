@@ -1,0 +1,110 @@
+"""Named attack suites (``armor eval --suite``): attack lists run as a shrinking-mask ensemble, ending in a
+worst case over their attacks. Each suite states its full budget, so a record can say when it was cut down.
+
+- ``quick``: PGD-20 (CE) — a smoke test, never a headline number.
+- ``standard``: APGD-CE, APGD-T (9 target classes), Square (5000 queries): AutoAttack's standard set minus
+  FAB-T, so **not** AutoAttack and never reported as ``autoattack_acc``. It contains a black-box attack on
+  purpose: gradient masking that fools every white-box attack does not fool random search.
+- ``full``: the standard attacks with more restarts (APGD-CE ×5, APGD-DLR ×5, APGD-T ×3 per target) and
+  Square with 10 000 queries.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+from ..errors import UserError
+from ..threat import ThreatModel
+from .base import ATTACKS, Attack
+
+#: suite → [(label, attack, options)], at the suite's full budget; ``steps``/``queries`` may be lowered per run
+SUITES: Dict[str, List[Tuple[str, str, Dict[str, Any]]]] = {
+    "quick": [("pgd-{steps}", "pgd", {"steps": 20})],
+    "standard": [("apgd-ce", "apgd", {"steps": 100}),
+                 ("apgd-t", "apgd_t", {"steps": 100, "n_target_classes": 9}),
+                 ("square", "square", {"queries": 5000})],
+    "full": [("apgd-ce", "apgd", {"steps": 100, "restarts": 5}),
+             ("apgd-dlr", "apgd", {"steps": 100, "restarts": 5, "loss": "dlr"}),
+             ("apgd-t", "apgd_t", {"steps": 100, "restarts": 3, "n_target_classes": 9}),
+             ("square", "square", {"queries": 10000})],
+}
+
+#: the options a run may set for a whole suite (everything else is the suite's definition)
+SUITE_OPTIONS = ("steps", "queries", "n_target_classes")
+
+
+def check_suite(suite: str) -> str:
+    if suite not in SUITES:
+        raise UserError(f"unknown suite {suite!r}; choose one of: {', '.join(SUITES)}")
+    return suite
+
+
+def check_suite_options(suite: str, **overrides: Any) -> Dict[str, Any]:
+    """The overrides that are set, after checking that some attack of ``suite`` takes each one."""
+    check_suite(suite)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    for key in given:
+        if not any(key in opts for _, _, opts in SUITES[suite]):
+            takes = [s for s, entries in SUITES.items() if any(key in o for _, _, o in entries)]
+            raise UserError(f"suite {suite!r} has no attack with option {key!r} (suites that have one: "
+                            f"{', '.join(takes)})")
+    return given
+
+
+def suite_attacks(suite: str, threat: ThreatModel, steps: Optional[int] = None, queries: Optional[int] = None,
+                  n_target_classes: Optional[int] = None, **adaptive: Any) -> Dict[str, Attack]:
+    """Named attacks of ``suite``; ``steps``/``queries``/``n_target_classes`` override the suite's budget (a
+    ``UserError`` when no attack of the suite has that option); ``adaptive`` (eot, bpda) goes to every attack."""
+    overrides = check_suite_options(suite, steps=steps, queries=queries, n_target_classes=n_target_classes)
+    attacks: Dict[str, Attack] = {}
+    for label, name, options in SUITES[suite]:
+        opts = {**options, **{k: v for k, v in overrides.items() if k in options}}
+        attacks[label.format(**opts)] = ATTACKS.create(name, threat, **opts, **adaptive)
+    return attacks
+
+
+def suite_shortfall(suite: str, steps: Optional[int] = None, queries: Optional[int] = None,
+                    n_target_classes: Optional[int] = None) -> List[str]:
+    """How a run's budget falls short of the suite's full one, in words (empty: full budget)."""
+    check_suite(suite)
+    given = {"steps": steps, "queries": queries, "n_target_classes": n_target_classes}
+    out = []
+    for label, name, options in SUITES[suite]:
+        for key, full in options.items():
+            value = given.get(key)
+            if value is not None and isinstance(full, int) and value < full:
+                out.append(f"{label.format(**options)}: {key} {value} < {full}")
+    return out
+
+
+def attack_list(threat: ThreatModel, names: List[str], steps: Optional[int] = None, restarts: Optional[int] = None,
+                step_size: Optional[float] = None, queries: Optional[int] = None, loss: Optional[str] = None,
+                **adaptive: Any) -> Dict[str, Attack]:
+    """Attacks keyed by their table label (``fgsm``, ``pgd-20``, ``apgd-100x5``, ``square-5000``).
+
+    Each option goes only to the attacks that take it: ``steps`` (default 20) and ``restarts`` to the attacks that
+    have them, ``step_size`` to the iterative ones (PGD's per-iteration step, never FGSM's single step),
+    ``queries`` to Square, ``loss`` to the gradient attacks with a choice of loss. ``adaptive`` (eot, bpda) goes to
+    every attack. Which options apply to which list is checked by :class:`armor.config.EvalConfig`."""
+    attacks: Dict[str, Attack] = {}
+    for name in names:
+        factory = ATTACKS.get(name)
+        takes = ATTACKS.options(name)
+        opts: Dict[str, Any] = {}
+        if "steps" in takes:
+            opts["steps"] = steps or 20
+        if restarts is not None and "restarts" in takes:
+            opts["restarts"] = restarts
+        if step_size is not None and getattr(factory, "iterative", False) and "step_size" in takes:
+            opts["step_size"] = step_size
+        if queries is not None and "queries" in takes:
+            opts["queries"] = queries
+        if loss is not None and "loss" in takes:
+            opts["loss"] = loss
+        label = name
+        if "steps" in takes:
+            label = f"{name}-{opts['steps']}" + (f"x{restarts}" if restarts and restarts > 1 else "") \
+                + (f"-{loss}" if loss and "loss" in takes else "")
+        elif name == "square":
+            label = f"square-{queries or 5000}"
+        attacks[label] = ATTACKS.create(name, threat, **opts, **adaptive)
+    return attacks
