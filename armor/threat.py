@@ -5,12 +5,13 @@ Inputs live in [0, 1] and ε is measured in those units (``8/255``), never in no
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Union
+from dataclasses import dataclass, replace
+from typing import Any, Tuple, Union
 
 import torch
 
 from .budgets import DEFAULT_EPS, NORMS, parse_eps, parse_norm
+from .errors import UserError
 
 __all__ = ["DEFAULT_EPS", "NORMS", "ThreatModel", "parse_eps", "parse_norm"]
 
@@ -20,80 +21,191 @@ def _flat_norm(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(t.shape[0], -1).norm(p=2, dim=1).reshape(-1, *([1] * (t.dim() - 1)))
 
 
+Bound = Union[float, Tuple[float, ...]]
+
+
+def _as_bound(value: Any, name: str) -> Bound:
+    """A scalar, or one value per input feature (flattened), as floats."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, torch.Tensor):
+        value = value.detach().reshape(-1).tolist()
+    try:
+        values = tuple(float(v) for v in value)
+    except TypeError:
+        raise UserError(f"{name} must be a number or one number per input feature, got {value!r}") from None
+    if not values or not all(math.isfinite(v) for v in values):
+        raise UserError(f"{name} must hold finite numbers, got {value!r}")
+    return values
+
+
 @dataclass(frozen=True)
 class ThreatModel:
-    """An Lp ball of radius ``eps`` around each input, intersected with the image box [0, 1]."""
+    """An Lp ball of radius ``eps`` around each input, intersected with the input box [lower, upper].
+
+    Images live in the box [0, 1] (the default). Feature vectors may have a box per feature (``lower`` and
+    ``upper``: one value per feature, flattened) and features an attacker cannot change (``immutable``:
+    flattened indices; e.g. the parts of a malware file an evasion must keep intact): every attack moves only
+    the other features, and every projection puts the immutable ones back.
+    """
 
     norm: str = "linf"
     eps: float = 8 / 255
+    lower: Bound = 0.0
+    upper: Bound = 1.0
+    immutable: Tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         # user text is parsed here, once, at the boundary; a ThreatModel built from another one is already valid
         if not (self.norm in NORMS and type(self.eps) is float and 0 < self.eps < math.inf):
             object.__setattr__(self, "norm", parse_norm(self.norm))
             object.__setattr__(self, "eps", parse_eps(self.eps))
+        if not (type(self.lower) is float and type(self.upper) is float):
+            lower, upper = _as_bound(self.lower, "lower"), _as_bound(self.upper, "upper")
+            lo = lower if isinstance(lower, tuple) else (lower,)
+            hi = upper if isinstance(upper, tuple) else (upper,)
+            if isinstance(lower, tuple) and isinstance(upper, tuple) and len(lo) != len(hi):
+                raise UserError(f"lower has {len(lo)} values but upper has {len(hi)}; they must match")
+            object.__setattr__(self, "lower", lower)
+            object.__setattr__(self, "upper", upper)
+        else:
+            lo, hi = (self.lower,), (self.upper,)
+        n = max(len(lo), len(hi))
+        if any(a >= b for a, b in zip(lo * n if len(lo) == 1 else lo, hi * n if len(hi) == 1 else hi)):
+            raise UserError("every upper bound must be above its lower bound")
+        if self.immutable:
+            try:
+                idx = tuple(sorted({int(i) for i in self.immutable}))
+            except (TypeError, ValueError):
+                raise UserError(f"immutable must be a list of feature indices, got {self.immutable!r}") from None
+            if idx[0] < 0:
+                raise UserError(f"immutable holds index {idx[0]}; feature indices start at 0")
+            object.__setattr__(self, "immutable", idx)
+        object.__setattr__(self, "_tensors", {})
 
     def __str__(self) -> str:
-        return f"{'L∞' if self.norm == 'linf' else 'L2'} ε={self.eps:.4g}"
+        box = "" if self.default_box else ", per-feature box"
+        fixed = f", {len(self.immutable)} immutable features" if self.immutable else ""
+        return f"{'L∞' if self.norm == 'linf' else 'L2'} ε={self.eps:.4g}{box}{fixed}"
+
+    @property
+    def default_box(self) -> bool:
+        return self.lower == 0.0 and self.upper == 1.0
+
+    @property
+    def box_width(self) -> float:
+        """The narrowest side of the input box (1 for images in [0, 1])."""
+        lo = self.lower if isinstance(self.lower, tuple) else (self.lower,)
+        hi = self.upper if isinstance(self.upper, tuple) else (self.upper,)
+        if len(lo) == 1 or len(hi) == 1:
+            return min(b - a for a in lo for b in hi)
+        return min(b - a for a, b in zip(lo, hi))
 
     def scaled(self, eps: Union[str, float]) -> "ThreatModel":
-        """The same norm with another budget."""
-        return ThreatModel(self.norm, eps if type(eps) is float else parse_eps(eps))
+        """The same threat model with another budget."""
+        return replace(self, eps=eps if type(eps) is float else parse_eps(eps))
 
     def to_dict(self) -> dict:
-        return {"norm": self.norm, "eps": self.eps}
+        d: dict = {"norm": self.norm, "eps": self.eps}
+        if not self.default_box:
+            d.update(lower=self.lower, upper=self.upper)
+        if self.immutable:
+            d["immutable"] = list(self.immutable)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ThreatModel":
+        return cls(d["norm"], d["eps"], d.get("lower", 0.0), d.get("upper", 1.0), tuple(d.get("immutable", ())))
 
     @property
     def label(self) -> str:
         """How result records name the norm (RobustBench's spelling)."""
         return {"linf": "Linf", "l2": "L2"}[self.norm]
 
+    # -- the box and the immutable features, as tensors shaped like one input ---------------------------------------
+    def _tensor(self, key: str, like: torch.Tensor) -> torch.Tensor:
+        cache = self._tensors  # type: ignore[attr-defined]
+        k = (key, like.device, like.dtype, tuple(like.shape[1:]))
+        if k not in cache:
+            numel = math.prod(like.shape[1:])
+            if key == "mask":
+                flat = torch.ones(numel, dtype=like.dtype)
+                if self.immutable[-1] >= numel:
+                    raise UserError(f"immutable feature index {self.immutable[-1]} is out of range for inputs of "
+                                    f"{numel} features")
+                flat[list(self.immutable)] = 0
+            else:
+                values = getattr(self, key)
+                if len(values) != numel:
+                    raise UserError(f"the threat model's {key} bound has {len(values)} values but the inputs have "
+                                    f"{numel} features")
+                flat = torch.tensor(values, dtype=like.dtype)
+            cache[k] = flat.reshape(like.shape[1:]).unsqueeze(0).to(like.device)
+        return cache[k]
+
+    def clip(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` clipped to the input box."""
+        if type(self.lower) is float and type(self.upper) is float:
+            return x.clamp(self.lower, self.upper)
+        lo = self.lower if type(self.lower) is float else self._tensor("lower", x)
+        hi = self.upper if type(self.upper) is float else self._tensor("upper", x)
+        return torch.minimum(torch.maximum(x, torch.as_tensor(lo, dtype=x.dtype, device=x.device)),
+                             torch.as_tensor(hi, dtype=x.dtype, device=x.device))
+
+    def in_box(self, x: torch.Tensor, tol: float = 0.0) -> bool:
+        return bool((self.clip(x) - x).abs().max() <= tol) if x.numel() else True
+
+    def changeable(self, delta: torch.Tensor) -> torch.Tensor:
+        """``delta`` with the immutable features set to 0."""
+        return delta * self._tensor("mask", delta) if self.immutable else delta
+
+    # -- geometry ---------------------------------------------------------------------------------------------------
     def project(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Nearest point of the ball around ``x`` (then clipped to [0, 1]); returns a new tensor."""
-        delta = x_adv - x
+        """Nearest point of the ball around ``x`` (then clipped to the box); returns a new tensor."""
+        delta = self.changeable(x_adv - x)
         if self.norm == "linf":
             delta = delta.clamp(-self.eps, self.eps)
         else:
             delta = delta * (self.eps / _flat_norm(delta).clamp_min(1e-12)).clamp(max=1.0)
-        return (x + delta).clamp(0.0, 1.0)
+        return self.clip(x + delta)
 
     def random_init(self, x: torch.Tensor, generator: torch.Generator | None = None,
                     clamp: bool = True) -> torch.Tensor:
-        """A uniformly random point of the ball ∩ [0, 1] (uniform in the cube for L∞, in radius for L2).
+        """A uniformly random point of the ball ∩ box (uniform in the cube for L∞, in radius for L2).
 
-        ``clamp=False`` leaves the start outside [0, 1] where the ball pokes out of the box (Wong et al.'s
+        ``clamp=False`` leaves the start outside the box where the ball pokes out of it (Wong et al.'s
         MNIST FGSM-RS does this; clamping the start there made training collapse catastrophically).
         """
         if self.norm == "linf":
             delta = torch.rand(x.shape, device=x.device, dtype=x.dtype, generator=generator)
             delta = (2 * delta - 1) * self.eps
         else:
-            direction = torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
+            direction = self.changeable(torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator))
             radius = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), device=x.device, dtype=x.dtype,
                                 generator=generator)
             delta = direction / _flat_norm(direction).clamp_min(1e-12) * radius * self.eps
-        return (x + delta).clamp(0.0, 1.0) if clamp else x + delta
+        delta = self.changeable(delta)
+        return self.clip(x + delta) if clamp else x + delta
 
     def step(self, x_adv: torch.Tensor, grad: torch.Tensor, step_size: float) -> torch.Tensor:
-        """Move ``step_size`` along the steepest-ascent direction of the norm (sign for L∞)."""
+        """Move ``step_size`` along the steepest-ascent direction of the norm (sign for L∞), immutable features fixed."""
+        grad = self.changeable(grad)
         if self.norm == "linf":
             return x_adv + step_size * grad.sign()
         return x_adv + step_size * grad / _flat_norm(grad).clamp_min(1e-12)
 
     def random_boundary(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """A random point on the surface of the ball (corners ±ε for L∞, the ε-sphere for L2), then clipped to
-        [0, 1]: random noise as large as a perturbation can be (the sanity checks' noise baseline)."""
-        if self.norm == "linf":
-            signs = torch.randint(0, 2, x.shape, device=x.device, generator=generator).to(x.dtype) * 2 - 1
-            return (x + self.eps * signs).clamp(0.0, 1.0)
-        return (x + self.sphere(x.shape, x, generator)).clamp(0.0, 1.0)
+        the box: random noise as large as a perturbation can be (the sanity checks' noise baseline)."""
+        return self.clip(x + self.sphere(x.shape, x, generator))
 
     def sphere(self, shape, like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Random perturbations of exactly size ε in this norm (L∞: random ±ε signs; L2: a Gaussian direction)."""
+        """Random perturbations of exactly size ε in this norm (L∞: random ±ε signs; L2: a Gaussian direction),
+        zero on the immutable features."""
         if self.norm == "linf":
-            return self.eps * (torch.randint(0, 2, shape, device=like.device, generator=generator)
-                               .to(like.dtype) * 2 - 1)
-        direction = torch.randn(shape, device=like.device, dtype=like.dtype, generator=generator)
+            return self.changeable(self.eps * (torch.randint(0, 2, shape, device=like.device, generator=generator)
+                                               .to(like.dtype) * 2 - 1))
+        direction = self.changeable(torch.randn(shape, device=like.device, dtype=like.dtype, generator=generator))
         return direction * (self.eps / _flat_norm(direction).clamp_min(1e-12))
 
     def distance(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

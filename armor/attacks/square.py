@@ -84,8 +84,8 @@ class Square(Attack):
         eps = self.threat.eps
         if self.threat.norm == "linf":  # vertical stripes of ±ε, as in the paper
             stripes = torch.randint(0, 2, (n, c, 1, w), device=x.device).to(x.dtype) * 2 - 1
-            return (x + eps * stripes).clamp(0, 1)
-        return (x + self.threat.sphere(x.shape, x)).clamp(0, 1)
+            return self.threat.clip(x + eps * stripes)
+        return self.threat.clip(x + self.threat.sphere(x.shape, x))
 
     def _propose(self, x: torch.Tensor, x_best: torch.Tensor, p: float) -> torch.Tensor:
         n, c, h, w = x.shape
@@ -98,7 +98,7 @@ class Square(Attack):
         if self.threat.norm == "linf":
             delta = delta.clone()
             delta[window] = eps * (torch.randint(0, 2, (n, c, 1, 1), device=x.device).to(x.dtype) * 2 - 1)
-            return (x + delta).clamp(0, 1)
+            return self.threat.clip(x + delta)
         # L2: window 1 receives a bump carrying the energy of windows 1 and 2 plus any unused budget
         union = torch.zeros((1, 1, h, w), dtype=torch.bool, device=x.device)
         union[window] = True
@@ -111,7 +111,7 @@ class Square(Attack):
         content = content * budget / content.reshape(n, -1).norm(dim=1).clamp_min(1e-12).reshape(n, 1, 1, 1)
         delta = delta.masked_fill(union, 0.0)
         delta[window] = content
-        return (x + delta).clamp(0, 1)
+        return self.threat.clip(x + delta)
 
     @staticmethod
     def _bump(side: int, like: torch.Tensor) -> torch.Tensor:

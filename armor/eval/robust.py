@@ -38,9 +38,12 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 def _check_budget(attack: Attack, x_adv: torch.Tensor, x: torch.Tensor) -> None:
     """Refuse a number measured outside the threat model (a bug in an attack, not a user mistake)."""
-    excess = (attack.threat.distance(x_adv, x) - attack.threat.eps).max().item() if len(x) else 0.0
-    if excess > 1e-5 * max(1.0, attack.threat.eps) or x_adv.min() < 0 or x_adv.max() > 1:
-        raise RuntimeError(f"{attack!r} left the threat model (ε exceeded by {excess:.3g} or outside [0, 1])")
+    threat = attack.threat
+    excess = (threat.distance(x_adv, x) - threat.eps).max().item() if len(x) else 0.0
+    moved_fixed = threat.immutable and bool((threat.changeable(x_adv - x) != (x_adv - x)).any())
+    if excess > 1e-5 * max(1.0, threat.eps) or not threat.in_box(x_adv) or moved_fixed:
+        raise RuntimeError(f"{attack!r} left the threat model (ε exceeded by {excess:.3g}, outside the input box, "
+                           f"or an immutable feature changed)")
 
 
 def _count_forward_passes(model: nn.Module, counter: list):
