@@ -15,15 +15,15 @@ _EXPORTS = {
     "ATTACKS": "attacks", "create_attack": "attacks", "suite_attacks": "attacks", "SUITES": "attacks",
     "METHODS": "methods", "create_method": "methods",
     "MODELS": "models", "create_model": "models", "Normalize": "models", "ModelSpec": "models",
-    "build_model": "models",
+    "build_model": "models", "Normalized": "models.user",
     "ThreatModel": "threat", "parse_eps": "threat",
     "TrainConfig": "config", "EvalConfig": "config",
     "UserError": "errors",
     "load_dataset": "data",
     "accuracy": "eval", "evaluate": "eval",
-    "evaluate_checkpoint": "eval.run",
+    "evaluate_checkpoint": "eval.run", "evaluate_robustness": "eval.run",
     "load_model": "checkpoints",
-    "train": "train", "Trainer": "train",
+    "train": "api", "Run": "api", "Trainer": "training",
     "Evaluation": "results", "TrainingRecord": "results", "EvaluationRecord": "results", "read_record": "results",
 }
 

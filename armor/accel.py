@@ -18,7 +18,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from .errors import UserError
+from .errors import UserError, opt
 
 log = logging.getLogger("armor")
 
@@ -99,5 +99,5 @@ def maybe_compile(model: nn.Module, enabled: bool) -> nn.Module:
     if not enabled:
         return model
     if not hasattr(torch, "compile"):
-        raise UserError("--compile needs PyTorch ≥ 2.0")
+        raise UserError(f"{opt('compile')} needs PyTorch ≥ 2.0")
     return torch.compile(model)

@@ -235,7 +235,7 @@ def compare_trainers(epochs: int = 10, steps: int = 10, batch_size: int = 120, s
         raise UserError("--trainers needs ART: pip install adversarial-robustness-toolbox") from None
     from .config import TrainConfig
     from .eval.robust import evaluate
-    from .train import Trainer
+    from .training import Trainer
 
     eps = DEFAULT_EPS["digits"]
     cfg = TrainConfig(method="pgd_at", eps=eps, steps=steps, epochs=epochs, batch_size=batch_size, lr=1e-3,

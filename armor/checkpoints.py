@@ -8,7 +8,7 @@ training code and without importing anything the user did not name.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from torch import nn
 
@@ -39,11 +39,13 @@ def saved_config(state: Dict[str, Any]) -> TrainConfig:
 
 def model_spec(cfg: TrainConfig, meta: Dict[str, Any]) -> ModelSpec:
     """The model ``cfg`` trains on data described by ``meta`` (input shape, classes, normalisation): the method
-    says which head it needs."""
+    says which head it needs; a model from the user's own file records the file's sha256."""
     from .methods import METHODS
+    from .models.user import is_reference, sha256_of
 
+    sha = sha256_of(cfg.model) if is_reference(cfg.model) else None
     return ModelSpec(cfg.model, list(meta["input_shape"]), int(meta["num_classes"]), list(meta["mean"]),
-                     list(meta["std"]), dict(cfg.model_options), METHODS.get(cfg.method).head)
+                     list(meta["std"]), dict(cfg.model_options), METHODS.get(cfg.method).head, sha)
 
 
 def spec_of(state: Dict[str, Any]) -> ModelSpec:
@@ -62,11 +64,15 @@ def load_weights(model: nn.Module, weights: Dict[str, Any], where: str | Path) -
     return model
 
 
-def load_model(path: str | Path, device: str = "auto") -> Tuple[nn.Module, TrainConfig, Dict[str, Any]]:
-    """(model in eval mode on ``device``, its TrainConfig, the checkpoint dict) from an armor checkpoint."""
+def load_model(path: str | Path, device: str = "auto", user_code: Optional[str] = None
+               ) -> Tuple[nn.Module, TrainConfig, Dict[str, Any]]:
+    """(model in eval mode on ``device``, its TrainConfig, the checkpoint dict) from an armor checkpoint.
+
+    A checkpoint of a model from the user's own code needs ``user_code`` — the same ``file.py:factory`` reference,
+    given by the user now — and an unchanged file."""
     dev = pick_device(device)
     state = load_checkpoint(path, map_location=dev)
     cfg = saved_config(state)
-    model = build_model(spec_of(state)).to(dev)
+    model = build_model(spec_of(state), user_code, f"checkpoint {str(path)!r}").to(dev)
     load_weights(model, state["model"], path)
     return model.eval(), cfg, state

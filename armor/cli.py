@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from .errors import UserError, did_you_mean
+from .errors import UserError, command_line, did_you_mean
 
 log = logging.getLogger("armor")
 
@@ -121,6 +121,16 @@ def _eval_parser(p: argparse.ArgumentParser) -> None:
     p.set_defaults(config_fields=add_config_flags(p, EvalConfig))
 
 
+#: the evaluation options that make no sense for `armor attack` (it writes one attack's examples)
+_NOT_FOR_ATTACK = ("suite", "checks", "check_n", "sweep", "corruptions")
+
+
+def _attack_parser(p: argparse.ArgumentParser) -> None:
+    from .config import EvalConfig
+
+    p.set_defaults(config_fields=add_config_flags(p, EvalConfig, skip=_NOT_FOR_ATTACK))
+
+
 def _demo_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/demo", help="folder for the two runs (default runs/demo)")
     p.add_argument("--epochs", default="30", help="epochs per model (default 30)")
@@ -206,6 +216,11 @@ COMMANDS: Dict[str, tuple] = {
     "figures": ("compute a run's example images and input-gradient saliency once (for the report)",
                 "Run each run's best.pt once: PGD examples and input gradients of the first test image of each "
                 "class, stored as figures.npz/figures.json in the run folder.", _figures_parser),
+    "attack": ("write the adversarial examples of one attack (.npz + a PNG grid) for a model and data",
+               "Run --attack NAME on a checkpoint or on your own --model and save, per example, the clean and "
+               "adversarial inputs, label, both predictions and the perturbation's norm to --out (an .npz), plus a "
+               "PNG grid of the first examples for image data: to inspect them, transfer them to another model or "
+               "hand them to another tool.", _attack_parser),
     "export": ("write a checkpoint's weights as .safetensors (no pickle, no code)",
                "Export the model weights of an armor checkpoint to the safetensors format; the run's config and "
                "model description go into the file's metadata.", _export_parser),
@@ -261,9 +276,9 @@ def train_overrides(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .api import train
     from .config import TrainConfig
     from .reports import accuracy_rows, format_table
-    from .train import train
 
     values = train_overrides(args)
     if args.resume and not values.get("out"):
@@ -276,7 +291,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if last.is_file():
             values["epochs"] = load_checkpoint(last)["config"]["epochs"]
     cfg = TrainConfig.from_dict(values)
-    record = train(cfg, resume=args.resume, overwrite=args.overwrite, progress=None if not args.quiet else False)
+    record = train(cfg, resume=args.resume, overwrite=args.overwrite, progress=None if not args.quiet else False).record
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
         return 0
     named = {f"{record.method} (best epoch {record.best_epoch})": record.test}
@@ -294,7 +309,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from .reports import format_table
     from .reports.sweep import sweep_rows, write_sweep
-    from .train.sweep import run_sweep
+    from .training.sweep import run_sweep
 
     base = train_overrides(args)
     out = base.pop("out", None) or f"runs/sweep_{args.param}"
@@ -314,22 +329,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .eval.run import evaluate_checkpoint, output_path
     from .reports import accuracy_rows, format_table
 
-    values = _given(args, args.config_fields)
-    if "checkpoint" not in values:
-        raise UserError("armor eval needs --checkpoint RUN/best.pt")
-    options = EvalConfig.from_dict(values)
-    record = evaluate_checkpoint(options.checkpoint, options)
+    options = EvalConfig.from_dict(_given(args, args.config_fields)).check_source()
+    record = evaluate_checkpoint(config=options)
     res = record.result
-    header, rows = accuracy_rows({Path(options.checkpoint).name: res}, mark_cumulative=True)
+    name = Path(options.checkpoint or options.weights or options.model).name
+    header, rows = accuracy_rows({name: res}, mark_cumulative=True)
     suite = f", suite {record.suite}" if record.suite else ""
     threat = f"{'L∞' if record.threat['norm'] == 'linf' else 'L2'} ε={record.threat['eps']:.4g}"
     print(f"{record.dataset} {record.split} ({res.n} examples), {threat}{suite}")
     print(format_table(header, rows))
+    for note in record.substitutions:
+        print(f"note: {note}")
     if res.mode == "ensemble":
         print("† after this attack and every one before it; broken by: "
               + ", ".join(f"{k} {v}" for k, v in res.broken_by.items()) + f"; forward passes {res.forward_passes}")
+        cut = [r for r in record.reduced if r not in record.substitutions]
         print(f"worst case over the {record.suite} suite: {res.worst_case_acc:.1f} %"
-              + (f" (reduced budget: {'; '.join(record.reduced)})" if record.reduced else ""))
+              + (f" (reduced budget: {'; '.join(cut)})" if cut else ""))
     if record.checks is not None:
         print(format_checks(record.checks))
     if record.corruptions is not None:
@@ -341,6 +357,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
         stem = path.with_name(path.stem + "_sweep")
         print(f"sweep: {stem}.json, {stem}.csv")
     print(f"results: {path}")
+    return 0
+
+
+def cmd_attack(args: argparse.Namespace) -> int:
+    from .config import EvalConfig
+    from .eval.adversarial import write_adversarial
+
+    values = _given(args, args.config_fields)
+    out = values.pop("out", None)
+    options = EvalConfig.from_dict({**values, "checks": False}).check_source()
+    paths = write_adversarial(options, out)
+    for path in paths:
+        print(f"written: {path}")
     return 0
 
 
@@ -474,13 +503,19 @@ def cmd_list(_: argparse.Namespace) -> int:
     return 0
 
 
-HANDLERS = {"train": cmd_train, "sweep": cmd_sweep, "eval": cmd_eval, "export": cmd_export, "demo": cmd_demo,
+HANDLERS = {"train": cmd_train, "sweep": cmd_sweep, "eval": cmd_eval, "attack": cmd_attack, "export": cmd_export,
+            "demo": cmd_demo,
             "bench": cmd_bench, "report": cmd_report, "figures": cmd_figures, "list": cmd_list}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    with command_line():  # messages name command-line flags (Python callers see keyword arguments)
+        return _main(argv)
+
+
+def _main(argv: List[str]) -> int:
     try:
         parser = build_parser(_command_of(argv))
         args = parser.parse_args(argv)

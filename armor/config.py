@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import yaml
 
 from .budgets import DEFAULT_EPS, parse_eps, parse_norm
-from .errors import UserError, did_you_mean
+from .errors import UserError, did_you_mean, opt
 
 # -- checks: how a value is read and what is allowed -------------------------------------------------------------
 Lazy = Callable[[], Sequence[str]]
@@ -169,6 +169,62 @@ def _names_check(choices: Lazy, what: str, eps: bool = False) -> Check:
                  kind="list")
 
 
+def _index_list_check() -> Check:
+    def parse(name: str, value: Any) -> List[int]:
+        items = [value] if isinstance(value, (int, str)) else value
+        if not isinstance(items, (list, tuple)):
+            raise UserError(f"{name} must be a list of feature indices, got {value!r}")
+        out = []
+        for item in items:
+            text = str(item).strip()
+            if isinstance(item, bool) or not text.isdigit():
+                raise UserError(f"{name} must hold feature indices (integers ≥ 0), got {item!r}")
+            out.append(int(text))
+        return out
+    return Check(parse, lambda: "feature indices (integers ≥ 0)", kind="list")
+
+
+def _model_check() -> Check:
+    registered = _choice_check(_models, "model")
+
+    def parse(name: str, value: Any) -> str:
+        if isinstance(value, str) and ":" in value:
+            from .models.user import check_reference
+
+            return check_reference(value)
+        return registered.parse(name, value)
+    return Check(parse, lambda: registered.describe() + ", or FILE.py:FACTORY")
+
+
+def _is_armor_export(weights: Optional[str]) -> bool:
+    """A ``.safetensors`` file written by ``armor export`` (its metadata describes the model and data)."""
+    if weights is None or not str(weights).endswith(".safetensors") or not Path(weights).is_file():
+        return False
+    import json
+    import struct
+
+    try:
+        with open(weights, "rb") as f:
+            size = struct.unpack("<Q", f.read(8))[0]
+            header = json.loads(f.read(min(size, 50_000_000)))
+    except (OSError, ValueError, struct.error):
+        return False
+    return "model_spec" in (header.get("__metadata__") or {})
+
+
+def _floats_check() -> Check:
+    def parse(name: str, value: Any) -> List[float]:
+        items = [value] if isinstance(value, (int, float, str)) else value
+        try:
+            out = [float(v) for v in items]
+        except (TypeError, ValueError):
+            raise UserError(f"{name} must be numbers (one per channel or feature), got {value!r}") from None
+        if not out or not all(math.isfinite(v) for v in out):
+            raise UserError(f"{name} must be finite numbers, got {value!r}")
+        return out
+    return Check(parse, lambda: "numbers, one per channel (or feature)", kind="list")
+
+
 def _device_check() -> Check:
     from .device import DEVICES, check_device_name
 
@@ -282,8 +338,16 @@ class TrainConfig:
     test_size: Optional[int] = option(None, "data", "test on a fixed subset of this many examples", _int_check(1))
     augment: str = option("auto", "data", "training augmentation (auto: crop+flip for 32×32 images, else none)",
                           _choice_check(_augments, "augmentation"))
+    image_size: Optional[int] = option(None, "data", "image folders: resize the shorter side to this and centre-crop "
+                                       "to a square (default: the images' own size, which must all match)",
+                                       _int_check(2))
+    memory_limit_mb: float = option(4096.0, "data", "image folders larger than this when decoded are streamed from "
+                                    "disk instead of held in memory", _number_check(0.0, low_open=True))
+    workers: int = option(4, "data", "worker processes decoding a streamed image folder (0 = in the training "
+                          "process)", _int_check(0))
     # -- model
-    model: str = option("small_cnn", "model", "architecture", _choice_check(_models, "model"))
+    model: str = option("small_cnn", "model", "architecture: a registered one, or your own as path/to/file.py:factory "
+                        "or package.module:factory (a class or function returning an nn.Module)", _model_check())
     model_options: Dict[str, Any] = option({}, "model", "options of the architecture (e.g. width=64)",
                                            _mapping_check())
     # -- threat model
@@ -293,6 +357,8 @@ class TrainConfig:
                       "cifar10 8/255, mnist 0.3, fashion_mnist 0.1, digits 0.2)", _eps_check())
     eps_warmup: int = option(0, "threat", "epochs over which ε ramps up linearly from 0 (adversarial methods)",
                              _int_check(0))
+    immutable: List[int] = option([], "threat", "feature indices an attacker cannot change (feature-vector data; "
+                                  "added to the data file's own)", _index_list_check())
     # -- training method
     method: str = option("pgd_at", "method", "training method (armor list shows each one's options)",
                          _choice_check(_methods, "method"))
@@ -418,9 +484,17 @@ class TrainConfig:
     def resolved_eps(self) -> float:
         return self.eps if self.eps is not None else DEFAULT_EPS.get(self.dataset_key, 8 / 255)
 
+    def threat_for(self, meta: Mapping[str, Any]):
+        """The run's threat model on data described by ``meta`` (its input box and immutable features)."""
+        from .threat import ThreatModel
+
+        immutable = tuple(sorted({*meta.get("immutable", ()), *self.immutable}))
+        return ThreatModel(self.norm, self.resolved_eps(), meta.get("lower", 0.0), meta.get("upper", 1.0), immutable)
+
     @property
     def threat(self):
-        """The run's threat model (the ε schedule ramps towards it when ``eps_warmup`` is set)."""
+        """The run's threat model in the default box (``threat_for`` adds the data's box and immutable features;
+        the ε schedule ramps towards it when ``eps_warmup`` is set)."""
         from .threat import ThreatModel
 
         key = (self.norm, self.resolved_eps())
@@ -499,16 +573,36 @@ class EvalConfig:
     # -- what to evaluate
     checkpoint: Optional[str] = option(None, "source", "armor checkpoint to evaluate (RUN/best.pt, RUN/last.pt, ...)",
                                        _text_check("a file"))
+    model: Optional[str] = option(None, "source", "your own model: path/to/file.py:factory or package.module:factory "
+                                  "(a class or function returning an nn.Module); imported only because you name it",
+                                  _text_check("FILE.py:FACTORY"))
+    model_options: Dict[str, Any] = option({}, "source", "keyword arguments for the --model factory",
+                                           _mapping_check())
+    weights: Optional[str] = option(None, "source", "weights for --model: a state-dict .pt (read with weights_only) "
+                                    "or .safetensors (armor export's too)", _text_check("a file"))
+    mean: Optional[List[float]] = option(None, "source", "the model expects inputs normalised by this per-channel "
+                                         "(or per-feature) mean; armor puts the normalisation inside the model",
+                                         _floats_check(), flag={"nargs": "+"})
+    std: Optional[List[float]] = option(None, "source", "... and this std (with --mean)", _floats_check(),
+                                        flag={"nargs": "+"})
+    logits_key: Optional[str] = option(None, "source", "the model returns a dict or tuple: the key (or index) of "
+                                       "its logits", _text_check("a key or an index"))
+    num_classes: Optional[int] = option(None, "source", "classes the model predicts (checked against its output "
+                                        "and the labels)", _int_check(2))
     # -- data
-    split: str = option("test", "data", "which split of the checkpoint's dataset", _choice_check(("test", "val"),
-                                                                                                  "split"))
+    data: Optional[str] = option(None, "data", "data to evaluate on: a dataset name (digits, mnist, ...), an .npz "
+                                 "(x_test, y_test or x, y), an image folder (class sub-folders) or a CIFAR-10 python "
+                                 "folder (default: the checkpoint's own dataset)", _text_check("a dataset"))
+    split: str = option("test", "data", "which split of the dataset", _choice_check(("test", "val"), "split"))
     n: Optional[int] = option(None, "data", "evaluate only the first N examples of the split", _int_check(1))
     data_dir: Optional[str] = option(None, "data", "where mnist.npz etc. live (default: as the run had it)",
                                      _text_check("a folder"))
     # -- threat model
     eps: Any = option(None, "threat", "budget (default: the one the model was trained for)", _eps_check())
-    norm: Optional[str] = option(None, "threat", "linf or l2 (default: the training norm)",
+    norm: Optional[str] = option(None, "threat", "linf or l2 (default: the training norm; linf for --model)",
                                  Check(lambda name, value: parse_norm(value), lambda: "linf or l2"))
+    immutable: List[int] = option([], "threat", "feature indices an attacker cannot change (feature-vector data)",
+                                  _index_list_check())
     # -- attacks
     suite: Optional[str] = option(None, "attacks", "attack suite, run as a worst-case ensemble (default standard: "
                                   "APGD-CE, APGD-T, Square)", _choice_check(_suites, "suite"))
@@ -544,7 +638,11 @@ class EvalConfig:
     seed: int = option(0, "run", "random seed of the attacks", _int_check(0))
     out: Optional[str] = option(None, "run", "results JSON (default: eval.json beside the checkpoint)",
                                 _text_check("a file"))
-    progress: bool = option(False, "run", "show a progress bar", _bool_check())
+    progress: Optional[bool] = option(None, "run", "show progress bars (default: when writing to a terminal)",
+                                      _bool_check())
+    amp: str = option("off", "run", "mixed precision for the attacks (bf16/fp16 on GPUs; numbers are measured in "
+                      "fp32 by default)", Check(parse_amp, lambda: "auto, off, bf16, fp16"),
+                      flag={"nargs": "?", "const": "bf16"})
 
     def __post_init__(self) -> None:
         self.validate()
@@ -552,16 +650,55 @@ class EvalConfig:
     def validate(self) -> "EvalConfig":
         _validate_fields(self)
         if self.suite is not None and self.attack:
-            raise UserError("give either --suite or --attack, not both")
+            raise UserError(f"give either {opt('suite', None)} or {opt('attack', None)}, not both")
+        if (self.mean is None) != (self.std is None):
+            raise UserError(f"give {opt('mean', None)} and {opt('std', None)} together")
+        if self.model_options and self.model is None:
+            raise UserError(f"model_options are keyword arguments for the factory of {opt('model', 'FILE.py:FACTORY')}; there is no model given")
+        self._check_attacks()
+        return self
+
+    def check_source(self) -> "EvalConfig":
+        """What to evaluate is fully described (the command line and ``evaluate_checkpoint`` call this)."""
+        if self.checkpoint is None and self.model is None and self.weights is None:
+            raise UserError(f"nothing to evaluate: give {opt('checkpoint', 'RUN/best.pt')}, or "
+                            f"{opt('model', 'FILE.py:FACTORY')} (with {opt('weights', 'W')}, {opt('data', 'D')} and "
+                            f"{opt('eps', 'E')})")
+        if self.model is not None:
+            from .models.user import check_reference, is_reference
+
+            if not is_reference(self.model):
+                raise UserError(f"model takes your own model as FILE.py:FACTORY or package.module:FACTORY, got "
+                                f"{self.model!r} (a registered model is rebuilt from its checkpoint)")
+            check_reference(self.model)
+        plain_model = self.checkpoint is None and not _is_armor_export(self.weights)
+        if not plain_model:
+            for key in ("mean", "std", "logits_key", "num_classes"):
+                if getattr(self, key) is not None:
+                    raise UserError(f"{key} is for a model of your own (a model with plain weights); an armor "
+                                    f"checkpoint or export carries its normalisation and head")
+        else:
+            if self.model is None:
+                raise UserError(f"{self.weights!r} is not an armor export; give the model it belongs to with "
+                                f"{opt('model', 'FILE.py:FACTORY')}")
+            if self.data is None:
+                raise UserError(f"a model without an armor checkpoint needs {opt('data', 'D')} (a dataset name, an "
+                                f".npz, or an image folder)")
+            if self.eps is None:
+                raise UserError(f"a model without an armor checkpoint carries no threat model: give {opt('eps', 'E')} "
+                                f"(and {opt('norm', 'linf')}, the default)")
+        return self
+
+    def _check_attacks(self) -> None:
         if self.uses_suite:
             from .attacks.suites import SUITE_OPTIONS, check_suite_options
 
             check_suite_options(self.suite_name, steps=self.steps, queries=self.queries)
             for key in ("restarts", "step_size", "loss"):
                 if getattr(self, key) is not None:
-                    raise UserError(f"{key} applies to an --attack list, not to suite {self.suite_name!r} (a suite "
-                                    f"fixes its attacks; it takes {', '.join(SUITE_OPTIONS[:2])}); pass --attack "
-                                    f"... --{key.replace('_', '-')} or drop it")
+                    raise UserError(f"{key} applies to an attack list, not to suite {self.suite_name!r} (a suite "
+                                    f"fixes its attacks; it takes {', '.join(SUITE_OPTIONS[:2])}); pass "
+                                    f"{opt('attack', 'NAME')} with {opt(key, 'VALUE')}, or drop it")
         else:
             from .attacks import ATTACKS
 
@@ -571,9 +708,8 @@ class EvalConfig:
                 takes = [a for a in self.attack if _attack_takes(ATTACKS, a, target)]
                 if not takes:
                     able = [a for a in ATTACKS.names() if _attack_takes(ATTACKS, a, target)]
-                    raise UserError(f"{key} applies to attacks {', '.join(able)}; the --attack list has none of them: "
+                    raise UserError(f"{key} applies to attacks {', '.join(able)}; the attack list has none of them: "
                                     f"{', '.join(self.attack)}")
-        return self
 
     @property
     def uses_suite(self) -> bool:

@@ -10,7 +10,7 @@ from .eval.robust import evaluate
 from .io import write_text
 from .reports import accuracy_rows, format_table
 from .results import Comparison
-from .train.trainer import Trainer
+from .training.trainer import Trainer
 
 
 def run_demo(out: str = "runs/demo", epochs: int = 30, seed: int = 0, progress: bool | None = None) -> str:

@@ -1,7 +1,7 @@
 """Which device a run uses: ``auto`` picks CUDA, then MPS, then the CPU."""
 from __future__ import annotations
 
-from .errors import UserError
+from .errors import UserError, opt
 
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 
@@ -19,9 +19,9 @@ def pick_device(name: str = "auto"):
     name = check_device_name(name)
     if name != "auto":
         if name.startswith("cuda") and not torch.cuda.is_available():
-            raise UserError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu")
+            raise UserError(f"device {name!r} asked for, but CUDA is not available here; use {opt('device', 'cpu')}")
         if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise UserError("device 'mps' asked for, but MPS is not available here; use --device cpu")
+            raise UserError(f"device 'mps' asked for, but MPS is not available here; use {opt('device', 'cpu')}")
         return torch.device(name)
     if torch.cuda.is_available():
         return torch.device("cuda")

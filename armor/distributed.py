@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .errors import UserError
+from .errors import UserError, opt
 
 log = logging.getLogger("armor")
 T = TypeVar("T")
@@ -151,7 +151,7 @@ def convert_sync_bn(ctx: DistContext, model: nn.Module, device: torch.device, sy
         return model
     if device.type != "cuda":
         raise UserError("sync_bn needs CUDA devices (PyTorch's SyncBatchNorm has no CPU kernel); "
-                        "drop --sync-bn on CPU")
+                        f"drop {opt('sync_bn')} on CPU")
     return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List
 
-from .errors import UserError
+from .errors import UserError, opt
 
 CHECKPOINT_FORMAT = "armor-checkpoint"
 
@@ -142,7 +142,7 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> Dict[str, An
     state = load_torch_file(path, map_location)
     if not is_checkpoint(state):
         raise UserError(f"{str(path)!r} is not an armor checkpoint (no '{CHECKPOINT_FORMAT}' marker); for a "
-                        f"model of your own, pass --model FILE.py:FACTORY --weights {str(path)!r}")
+                        f"model of your own, pass {opt('model', 'FILE.py:FACTORY')} {opt('weights', str(path))}")
     return state
 
 

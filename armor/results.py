@@ -278,7 +278,37 @@ class EvaluationRecord(Record):
     checks: Optional[Dict[str, Any]] = None
     sweep: Optional[EpsSweep] = None
     corruptions: Optional[Dict[str, Any]] = None
+    substitutions: List[str] = field(default_factory=list)  # what the suite changed for this data (and why)
     environment: Dict[str, Any] = field(default_factory=_environment)
+
+    @property
+    def clean_acc(self) -> float:
+        return self.result.clean_acc
+
+    @property
+    def robust_acc(self) -> float:
+        """The worst case over every attack run (the number to report)."""
+        return self.result.worst_case_acc
+
+    def __str__(self) -> str:
+        """A table rounded for display (the record keeps exact counts)."""
+        res = self.result
+        kind = "cumulative" if res.acc_kind == "cumulative" else "each attack alone"
+        eps = self.threat["eps"]
+        lines = [f"{self.dataset} {self.split} ({res.n} examples), {self.threat['norm']} ε={eps:.4g}"
+                 + (f", suite {self.suite}" if self.suite else "") + f": clean {res.clean_acc:.1f} %, "
+                 f"robust (worst case) {res.worst_case_acc:.1f} %"]
+        lines += [f"  {label:<14} {res.acc(label):5.1f} %  ({kind})" for label in res.labels]
+        lines += [f"  note: {n}" for n in self.substitutions + [r for r in self.reduced if r not in self.substitutions]]
+        if self.checks:
+            warned = [c["name"] for c in self.checks["checks"] if c["status"] == "WARN"]
+            lines.append("  sanity checks: " + (f"WARN {', '.join(warned)}" if warned else "all pass"))
+        return "\n".join(lines)
+
+    def to_json(self) -> str:
+        import json
+
+        return json.dumps({"kind": self.kind, "schema_version": SCHEMA_VERSION, **self.to_dict()}, indent=2)
 
     def robustbench(self) -> Dict[str, Any]:
         """The fields of a RobustBench-style entry. ``robust_acc`` is the worst case over the attacks run."""

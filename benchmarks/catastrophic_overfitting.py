@@ -19,7 +19,7 @@ from armor import TrainConfig
 from armor.attacks import PGD
 from armor.eval import evaluate
 from armor.io import write_json
-from armor.train import Trainer
+from armor.training import Trainer
 from armor.io import read_jsonl
 
 
@@ -42,7 +42,7 @@ def main() -> None:
         cfg = TrainConfig(**base, guard=guard, out=str(Path(args.out) / f"guard_{guard}"))
         trainer = Trainer(cfg, overwrite=True, progress=False)
         if guard == "off":  # watch the monitor batch without acting, to show the collapse
-            from armor.train.guards import CatastrophicOverfittingGuard
+            from armor.training.guards import CatastrophicOverfittingGuard
 
             watcher = CatastrophicOverfittingGuard("stop", drop=101.0, batch=cfg.guard_batch, steps=cfg.guard_steps)
             trainer.callbacks.append(watcher)

@@ -15,7 +15,7 @@ import tempfile
 import time
 
 from armor import TrainConfig
-from armor.train import Trainer
+from armor.training import Trainer
 
 
 def run(method: str, seed: int, epochs: int, root: str) -> tuple[float, float, float]:

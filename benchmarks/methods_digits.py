@@ -21,7 +21,7 @@ from armor.attacks.transfer import TransferAttack
 from armor.eval import evaluate
 from armor.io import write_json
 from armor.reports import accuracy_rows, format_table
-from armor.train import Trainer
+from armor.training import Trainer
 
 
 def run(label, out, seed, **kw):

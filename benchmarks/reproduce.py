@@ -25,7 +25,7 @@ from armor.config import TrainConfig
 from armor.eval.run import evaluate_checkpoint
 from armor.io import read_json, write_json
 from armor.reports import format_table
-from armor.train import train
+from armor.api import train
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -43,7 +43,7 @@ def run_recipe(config: Path, suite_n: int, data_dir: str | None, out_root: Path)
     name = config.stem
     cfg = TrainConfig.from_yaml(config, {"out": str(out_root / name), **({"data_dir": data_dir} if data_dir else {})})
     start = time.perf_counter()
-    summary = train(cfg, overwrite=True, progress=False)
+    summary = train(cfg, overwrite=True, progress=False).record
     train_s = time.perf_counter() - start
     ckpt = out_root / name / "best.pt"
     start = time.perf_counter()

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from armor import TrainConfig, UserError
-from armor.train import Trainer
+from armor.training import Trainer
 from armor.io import read_jsonl
 
 

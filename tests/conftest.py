@@ -7,7 +7,7 @@ import torch
 from armor import TrainConfig
 from armor.data import load_dataset
 from armor.threat import ThreatModel
-from armor.train import Trainer
+from armor.training import Trainer
 
 EPS = 0.2
 

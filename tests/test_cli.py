@@ -18,7 +18,7 @@ def run(argv, capsys):
 def bad_files(tmp_path_factory):
     d = tmp_path_factory.mktemp("bad")
     (d / "corrupt.pt").write_bytes(b"not a checkpoint at all")
-    np.savez(d / "flat.npz", x_train=np.zeros((10, 5)), y_train=np.zeros(10), x_test=np.zeros((4, 5)),
+    np.savez(d / "flat.npz", x_train=np.zeros((10, 5, 1, 1, 1)), y_train=np.zeros(10), x_test=np.zeros((4, 5, 1, 1, 1)),
              y_test=np.zeros(4))
     (d / "bad.yaml").write_text("epochs: [1, 2\n")
     (d / "unknown_key.yaml").write_text("epochz: 3\n")
@@ -44,7 +44,7 @@ QUICK = ["--epochs", "1", "--train-size", "100", "--val-size", "20", "--test-siz
     (["eval", "--checkpoint", "missing.pt"], "checkpoint 'missing.pt' does not exist"),
     (["eval", "--checkpoint", "{d}/corrupt.pt"], "cannot load checkpoint"),
     (["eval", "--checkpoint", "x.pt", "--steps", "0"], "steps must be an integer ≥ 1"),
-    (["train", "--dataset", "{d}/flat.npz"] + QUICK, "must be images shaped"),
+    (["train", "--dataset", "{d}/flat.npz"] + QUICK, "must be feature vectors shaped (N, F) or images shaped"),
     (["train", "--config", "{d}/bad.yaml"], "is not valid YAML"),
     (["train", "--config", "{d}/unknown_key.yaml"], "unknown config key 'epochz'"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),

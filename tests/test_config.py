@@ -2,6 +2,7 @@
 one results schema, written and read by one module; every suite and every schedule exercised."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -16,7 +17,7 @@ from armor.results import (RECORDS, SCHEMA_VERSION, AttackResult, Candidate, Com
                            EvaluationRecord, FiguresRecord, SweepPoint, SweepRecord, TrainingRecord,
                            autoattack_allowed, read_record)
 from armor.schedules import SCHEDULES, lr_factor
-from armor.train import Trainer
+from armor.training import Trainer
 
 
 # -- every field: one definition → its flag, its help, its check --------------------------------------------------
@@ -31,7 +32,9 @@ SAMPLES = {"data_dir": "data", "train_size": "100", "val_size": "20", "test_size
            "steps": "3", "step_size": "2/255", "clean_weight": "0.5", "beta": "3", "replays": "2",
            "val_subset": "10", "test_subset": "10", "out": "runs/x", "checkpoint": "best.pt", "n": "10",
            "norm": "l2", "suite": "quick", "attack": ["pgd"], "restarts": "2", "queries": "50", "loss": "dlr",
-           "bpda": ["layer"], "sweep": ["0.1", "8/255"]}
+           "bpda": ["layer"], "sweep": ["0.1", "8/255"], "image_size": "32", "model": "net.py:Net", "weights": "w.pt",
+           "mean": ["0.5"], "std": ["0.25"], "logits_key": "logits", "num_classes": "10", "immutable": ["0", "3"],
+           "data": "digits"}
 
 
 @pytest.mark.parametrize("cls,command", [(TrainConfig, "train"), (EvalConfig, "eval"), (TrainConfig, "sweep")])
@@ -54,7 +57,8 @@ def test_every_flag_reaches_its_config_field():
             argv, expected = [f"--no-{f.name.replace('_', '-')}" if f.default else f"--{f.name.replace('_', '-')}"], \
                 not f.default
         else:
-            value = SAMPLES.get(f.name, f.default if f.default is not None else None)
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            value = default if default not in (None, [], {}) else SAMPLES.get(f.name)
             value = value if isinstance(value, list) else [str(value)]
             if kind == "mapping":
                 value = ["width=8"] if f.name == "model_options" else ["clamp_start=false"]
@@ -206,10 +210,10 @@ def test_every_schedule_sets_the_trainers_learning_rate(schedule, tmp_path):
     (["train", "--method", "free", "--steps", "10"], "method 'free' has no option 'steps'"),
     (["train", "--methd", "pgd_at"], "unrecognized arguments: --methd"),
     (["eval", "--checkpoint", "x.pt", "--attack", "fgsm", "--step-size", "0.01"],
-     "step_size applies to attacks pgd; the --attack list has none of them: fgsm"),
+     "step_size applies to attacks pgd; the attack list has none of them: fgsm"),
     (["eval", "--checkpoint", "x.pt", "--attack", "fgsm", "--steps", "10"], "steps applies to attacks"),
     (["eval", "--checkpoint", "x.pt", "--attack", "pgd", "--queries", "10"], "queries applies to attacks square"),
-    (["eval", "--checkpoint", "x.pt", "--suite", "standard", "--restarts", "3"], "restarts applies to an --attack list"),
+    (["eval", "--checkpoint", "x.pt", "--suite", "standard", "--restarts", "3"], "restarts applies to an attack list"),
     (["eval", "--checkpoint", "x.pt", "--suite", "quick", "--queries", "10"], "suite 'quick' has no attack with"),
     (["eval", "--checkpoint", "x.pt", "--suite", "quick", "--attack", "pgd"], "either --suite or --attack"),
 ])

@@ -30,8 +30,10 @@ def test_custom_npz_is_checked_and_loaded(tmp_path):
 
 
 @pytest.mark.parametrize("arrays,message", [
-    (dict(x_train=np.zeros((5, 4)), y_train=np.zeros(5), x_test=np.zeros((5, 4)), y_test=np.zeros(5)),
-     "must be images shaped"),
+    (dict(x_train=np.zeros((5, 4, 1, 1, 1)), y_train=np.zeros(5), x_test=np.zeros((5, 4, 1, 1, 1)), y_test=np.zeros(5)),
+     "must be feature vectors shaped \\(N, F\\) or images shaped"),
+    (dict(x_train=np.full((6, 4), np.nan), y_train=np.arange(6) % 2, x_test=np.zeros((5, 4)), y_test=np.zeros(5)),
+     "holds NaN or infinite values"),
     (dict(x_train=np.full((5, 4, 4), 2.0), y_train=np.zeros(5), x_test=np.zeros((5, 4, 4)), y_test=np.zeros(5)),
      "values in \\[0, 1\\]"),
     (dict(x_train=np.zeros((5, 4, 4)), y_train=np.zeros(4), x_test=np.zeros((5, 4, 4)), y_test=np.zeros(5)),
@@ -81,7 +83,7 @@ def test_cifar_loader_refuses_a_pickle_that_would_run_code(tmp_path, monkeypatch
 
 
 def test_unknown_dataset_names_what_is_allowed():
-    with pytest.raises(UserError, match="unknown dataset 'imagenet42'.*digits, mnist"):
+    with pytest.raises(UserError, match="unknown dataset 'imagenet42'.*digits, breast_cancer, mnist"):
         load_dataset("imagenet42")
 
 

@@ -14,7 +14,7 @@ from armor.distributed import DistContext
 from armor.eval.robust import evaluate
 from armor.io import read_jsonl
 from armor.results import Evaluation, TrainingRecord, read_record
-from armor.train import Trainer
+from armor.training import Trainer
 
 RUN = dict(method="pgd_at", steps=2, epochs=3, batch_size=32, val_steps=3, test_size=200, eval_attacks=["pgd"], eval_steps=5)
 

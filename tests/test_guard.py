@@ -9,9 +9,9 @@ import torch
 
 from armor import TrainConfig, UserError
 from armor.data.datasets import default_data_dir
-from armor.train import Trainer
+from armor.training import Trainer
 from armor.io import read_jsonl
-from armor.train.guards import CatastrophicOverfittingGuard
+from armor.training.guards import CatastrophicOverfittingGuard
 
 TINY = dict(method="fgsm_rs", eps=0.2, epochs=6, train_size=200, val_size=100, test_size=50,
             eval_attacks=["pgd"], eval_steps=2, guard_batch=64, guard_steps=2)

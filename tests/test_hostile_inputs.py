@@ -110,7 +110,7 @@ CASES = [
     (["train", "--nan-policy", "ignore"], "nan_policy must be stop or skip"),
     (["eval", "--checkpoint", "{run}/last.pt", "--attack", "cw"], "unknown attack 'cw'"),
     # wrong data: shapes, dtypes, ranges, labels, empty, missing arrays, pickled objects
-    (["train", "--dataset", "{d}/five_d.npz"] + Q, "must be images shaped"),
+    (["train", "--dataset", "{d}/five_d.npz"] + Q, "must be feature vectors shaped (N, F) or images shaped"),
     (["train", "--dataset", "{d}/int32.npz"] + Q, "must be uint8 (0..255) or float (0..1), got dtype int32"),
     (["train", "--dataset", "{d}/range255.npz"] + Q, "must hold values in [0, 1]"),
     (["train", "--dataset", "{d}/nan.npz"] + Q, "must hold values in [0, 1]"),

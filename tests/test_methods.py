@@ -13,7 +13,7 @@ from armor.io import read_jsonl
 from armor.methods import METHODS
 from armor.models import build_model
 from armor.models.folded import FoldedHead
-from armor.train import Trainer
+from armor.training import Trainer
 
 # short runs: a 600-image training subset, PGD-5 inner attacks, 200 test images (1 image = 0.5 points)
 SHORT = dict(eps=0.2, epochs=10, batch_size=32, train_size=600, test_size=200, eval_attacks=["pgd"], eval_steps=20)

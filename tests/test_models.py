@@ -3,7 +3,7 @@ import torch
 
 from armor import MODELS, UserError, create_model
 
-OPTIONS = {"wide_resnet": {"depth": 10, "widen_factor": 1}, "preact_resnet18": {"width": 8}}
+OPTIONS = {"wide_resnet": {"depth": 10, "widen_factor": 1}, "preact_resnet18": {"width": 8}, "resnet50": {"width": 4}}
 
 
 @pytest.mark.parametrize("name", MODELS.names())

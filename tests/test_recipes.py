@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from armor import TrainConfig, ThreatModel, create_attack
-from armor.train import Trainer
+from armor.training import Trainer
 from armor.io import read_jsonl
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))

@@ -6,7 +6,7 @@ import torch
 
 from armor import TrainConfig
 from armor.checkpoints import load_model
-from armor.train import Trainer
+from armor.training import Trainer
 from armor.io import read_jsonl
 
 

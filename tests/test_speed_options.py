@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from armor import ThreatModel, TrainConfig, UserError, create_attack, create_model
-from armor.train import Trainer
+from armor.training import Trainer
 from armor.accel import resolve_amp
 from armor.io import read_jsonl
 

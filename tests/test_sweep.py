@@ -8,7 +8,7 @@ import yaml
 from armor.cli import main
 from armor.reports.sweep import write_sweep
 from armor.results import SweepPoint, SweepRecord, TrainingRecord, read_record
-from armor.train.sweep import pareto_front
+from armor.training.sweep import pareto_front
 
 TINY = ["--epochs", "1", "--train-size", "100", "--val-size", "20", "--test-size", "40", "--steps", "1",
         "--eval-steps", "2", "--eval-attacks", "pgd", "--quiet"]

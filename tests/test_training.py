@@ -5,7 +5,7 @@ import torch
 
 from armor import TrainConfig, UserError
 from armor.methods import METHODS, create_method
-from armor.train import Trainer
+from armor.training import Trainer
 from armor.io import read_jsonl
 
 

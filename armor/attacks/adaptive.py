@@ -17,7 +17,7 @@ from typing import Iterator, Sequence, Union
 import torch
 from torch import nn
 
-from ..errors import UserError
+from ..errors import UserError, opt
 
 Bpda = Union[None, bool, str, Sequence[str]]
 
@@ -43,7 +43,7 @@ def bpda_modules(model: nn.Module, bpda: Bpda) -> list[nn.Module]:
         found = [m for m in model.modules() if getattr(m, "non_differentiable", False)]
         if not found:
             raise UserError("bpda=True but no layer of the model sets non_differentiable = True; "
-                            "name the layers instead (e.g. --bpda quantize)")
+                            f"name the layers instead (e.g. {opt('bpda', 'quantize')})")
         return found
     names = [bpda] if isinstance(bpda, str) else list(bpda)
     by_name = dict(model.named_modules())

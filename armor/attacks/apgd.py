@@ -122,6 +122,12 @@ class APGD(Attack):
         return x_adv, fooled
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.loss_name == "dlr" and len(x):
+            with torch.no_grad():
+                classes = model(x[:1]).shape[1]
+            if classes < 3:
+                raise UserError(f"apgd's dlr loss needs at least 3 classes (it uses the 3rd-highest logit), the model "
+                                f"has {classes}; use loss='ce' or 'margin'")
         sign = -1.0 if self.targeted else 1.0
         fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
         x_adv = x.clone()
@@ -140,21 +146,25 @@ class APGDTargeted(APGD):
     name = "apgd_t"
 
     def __init__(self, threat: ThreatModel, steps: int = 100, restarts: int = 1, n_target_classes: int = 9,
-                 rho: float = 0.75, eot: int = 1, bpda=None):
+                 rho: float = 0.75, eot: int = 1, bpda=None, loss: str = "dlr"):
+        if loss not in ("dlr", "margin"):
+            raise UserError(f"apgd_t loss must be dlr (targeted DLR) or margin (targeted CW margin), got {loss!r}")
         super().__init__(threat, steps=steps, restarts=restarts, loss="dlr", rho=rho, eot=eot, bpda=bpda)
         self.n_target_classes = check_steps(n_target_classes, "n_target_classes")
+        self.target_loss = loss
 
     def __repr__(self) -> str:
+        loss = "" if self.target_loss == "dlr" else f", loss={self.target_loss}"
         return (f"APGD-T({self.threat}, steps={self.steps}, restarts={self.restarts}, "
-                f"n_target_classes={self.n_target_classes})")
+                f"n_target_classes={self.n_target_classes}{loss})")
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             logits = model(x)
         classes = logits.shape[1]
-        if classes < 4:
-            raise UserError(f"apgd_t needs at least 4 classes (its DLR loss uses the 4th-highest logit), "
-                            f"the model has {classes}")
+        if classes < 4 and self.target_loss == "dlr":
+            raise UserError(f"apgd_t needs at least 4 classes (its DLR loss uses the 4th-highest logit), the model has "
+                            f"{classes}; use loss='margin' (targeted CW margin), as the suites do for such models")
         ranked = logits.float().argsort(dim=1)  # ascending: the last column is the top class
         fooled = self.success(logits, y)
         x_adv = x.clone()
@@ -162,6 +172,9 @@ class APGDTargeted(APGD):
             target = ranked[:, -rank]
 
             def objective_for(todo, target=target):
+                if self.target_loss == "margin":  # push the target logit above the true one, unscaled
+                    return lambda out: (out.float().gather(1, target[todo][:, None])
+                                        - out.float().gather(1, y[todo][:, None])).squeeze(1)
                 return lambda out: dlr_targeted(out, y[todo], target[todo])
 
             x_adv, fooled = self._restarts(model, x, y, objective_for, x_adv, fooled)

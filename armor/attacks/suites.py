@@ -10,10 +10,13 @@ worst case over their attacks. Each suite states its full budget, so a record ca
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+import copy
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import UserError
+from ..losses import LOSSES
 from ..threat import ThreatModel
+from .apgd import APGD, APGDTargeted
 from .base import ATTACKS, Attack
 
 #: suite → [(label, attack, options)], at the suite's full budget; ``steps``/``queries`` may be lowered per run
@@ -74,6 +77,39 @@ def suite_shortfall(suite: str, steps: Optional[int] = None, queries: Optional[i
             if value is not None and isinstance(full, int) and value < full:
                 out.append(f"{label.format(**options)}: {key} {value} < {full}")
     return out
+
+
+def adapt_to_data(attacks: Dict[str, Attack], input_shape: Sequence[int], num_classes: int
+                  ) -> Tuple[Dict[str, Attack], List[str]]:
+    """The attacks that can run on these inputs and classes, and what was changed, in words.
+
+    - An attack that needs images (Square's square windows) is dropped for feature vectors (N, F): the suite then
+      has no black-box attack, which the record says.
+    - APGD-T's targeted DLR loss needs 4 classes (it uses the 4th-largest logit): with fewer it uses the targeted
+      CW margin loss (target logit minus true logit) instead; APGD with the DLR loss needs 3, else the CW margin.
+    """
+    kept: Dict[str, Attack] = {}
+    notes: List[str] = []
+    images = len(input_shape) == 3
+    for label, attack in attacks.items():
+        if getattr(attack, "needs_images", False) and not images:
+            notes.append(f"{label} dropped: it needs images (N, C, H, W); these inputs are (N, "
+                         f"{', '.join(map(str, input_shape))}), so no black-box attack ran")
+            continue
+        if isinstance(attack, APGDTargeted) and num_classes < 4 and attack.target_loss == "dlr":
+            attack = copy.copy(attack)
+            attack.target_loss = "margin"
+            notes.append(f"{label}: {num_classes} classes < 4, so the targeted CW margin loss replaces the targeted "
+                         f"DLR loss (which needs the 4th-largest logit)")
+        elif isinstance(attack, APGD) and not isinstance(attack, APGDTargeted) and attack.loss_name == "dlr" \
+                and num_classes < 3:
+            attack = copy.copy(attack)
+            attack.loss_fn, attack.loss_name = LOSSES.get("margin"), "margin"
+            notes.append(f"{label}: {num_classes} classes < 3, so the CW margin loss replaces the DLR loss")
+        kept[label] = attack
+    if not kept:
+        raise UserError("none of the attacks can run on these inputs: " + "; ".join(notes))
+    return kept, notes
 
 
 def attack_list(threat: ThreatModel, names: List[str], steps: Optional[int] = None, restarts: Optional[int] = None,

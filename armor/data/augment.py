@@ -9,12 +9,17 @@ from ..errors import UserError
 PRESETS = ("none", "translate", "crop_flip", "strong")
 
 
-def resolve_preset(preset: str, dataset: str, image_size: int) -> str:
-    """``auto`` → crop+flip for 32×32 colour images, none for digits and MNIST-like data (flips hurt digits)."""
+def resolve_preset(preset: str, dataset: str, input_shape) -> str:
+    """``auto`` → crop+flip for images of 32×32 and larger, none for digits and MNIST-like data (flips hurt digits)
+    and for feature vectors (which have no spatial augmentation)."""
+    shape = (1, input_shape, input_shape) if isinstance(input_shape, int) else tuple(input_shape)
+    images = len(shape) == 3
     if preset == "auto":
-        return "crop_flip" if image_size >= 32 else "none"
+        return "crop_flip" if images and shape[-1] >= 32 else "none"
     if preset not in PRESETS:
         raise UserError(f"unknown augmentation {preset!r}; choose one of: auto, {', '.join(PRESETS)}")
+    if not images and preset != "none":
+        raise UserError(f"augmentation {preset!r} is for images; {dataset} holds feature vectors (use none)")
     return preset
 
 

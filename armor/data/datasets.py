@@ -7,18 +7,21 @@ the data folder, or CIFAR-10 from the python-pickle folder users already have.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import pickle
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, opt
 
-NAMED = ("digits", "mnist", "fashion_mnist", "cifar10")
+log = logging.getLogger("armor")
+
+NAMED = ("digits", "breast_cancer", "mnist", "fashion_mnist", "cifar10")
 
 #: sha256 of each array's raw bytes, from ``shared/data/README.md`` (the exact copies armor was checked on).
 ARRAY_SHA256 = {
@@ -39,7 +42,11 @@ ARRAY_SHA256 = {
 
 @dataclass
 class Dataset:
-    """Train/val/test tensors (float32 in [0, 1], int64 labels) and the statistics models normalise by."""
+    """Train/val/test tensors (float32, int64 labels), the input box and the statistics models normalise by.
+
+    Images are (N, C, H, W) in the box [0, 1]; feature vectors are (N, F) in a box per feature (``lower`` and
+    ``upper``, one value per feature) — the threat model's box. ``immutable`` lists features an attacker
+    cannot change (from the data file, or the config's ``immutable``)."""
 
     name: str
     x_train: torch.Tensor
@@ -51,10 +58,17 @@ class Dataset:
     num_classes: int
     mean: list = field(default_factory=list)
     std: list = field(default_factory=list)
+    lower: Any = 0.0
+    upper: Any = 1.0
+    immutable: tuple = ()
 
     @property
     def input_shape(self) -> tuple:
         return tuple(self.x_train.shape[1:])
+
+    @property
+    def is_images(self) -> bool:
+        return len(self.input_shape) == 3
 
     def to(self, device: torch.device | str) -> "Dataset":
         moved = {k: getattr(self, k).to(device) for k in
@@ -62,9 +76,19 @@ class Dataset:
         return replace(self, **moved)
 
     def describe(self) -> str:
-        c, h, w = self.input_shape
+        shape = "×".join(map(str, self.input_shape)) + ("" if self.is_images else " features")
         return (f"{self.name}: {len(self.x_train)} train / {len(self.x_val)} val / {len(self.x_test)} test, "
-                f"{c}×{h}×{w}, {self.num_classes} classes")
+                f"{shape}, {self.num_classes} classes")
+
+    def meta(self) -> Dict[str, Any]:
+        """What a checkpoint records about the data (enough to rebuild the model and its threat model)."""
+        return {"name": self.name, "input_shape": list(self.input_shape), "num_classes": self.num_classes,
+                "mean": list(self.mean), "std": list(self.std), "lower": _plain(self.lower),
+                "upper": _plain(self.upper), "immutable": list(self.immutable)}
+
+
+def _plain(bound: Any) -> Any:
+    return bound if isinstance(bound, float) else [float(v) for v in bound]
 
 
 def default_data_dir() -> Optional[Path]:
@@ -77,6 +101,23 @@ def default_data_dir() -> Optional[Path]:
     return None
 
 
+def _as_features(x: np.ndarray, what: str) -> torch.Tensor:
+    """A (N, F) array of numbers → float32 (N, F); any finite range (the box comes from the data)."""
+    if x.shape[0] == 0:
+        raise UserError(f"{what} is empty; it needs at least one example")
+    if x.dtype == object or not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        raise UserError(f"{what} must hold numbers, got dtype {x.dtype}")
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    if not torch.isfinite(t).all():
+        raise UserError(f"{what} holds NaN or infinite values; every feature must be a finite number")
+    return t
+
+
+def _as_inputs(x: np.ndarray, what: str) -> torch.Tensor:
+    """Feature vectors (N, F) or images (see :func:`_as_images`)."""
+    return _as_features(x, what) if x.ndim == 2 else _as_images(x, what)
+
+
 def _as_images(x: np.ndarray, what: str) -> torch.Tensor:
     """uint8 0..255 or float 0..1 images of shape (N,H,W), (N,H,W,C) or (N,C,H,W) → float (N,C,H,W)."""
     if x.ndim == 3:
@@ -85,7 +126,8 @@ def _as_images(x: np.ndarray, what: str) -> torch.Tensor:
         if x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
             x = x.transpose(0, 3, 1, 2)
     else:
-        raise UserError(f"{what} must be images shaped (N,H,W), (N,H,W,C) or (N,C,H,W), got shape {x.shape}")
+        raise UserError(f"{what} must be feature vectors shaped (N, F) or images shaped (N,H,W), (N,H,W,C) or "
+                        f"(N,C,H,W), got shape {x.shape}")
     if x.shape[0] == 0:
         raise UserError(f"{what} is empty; it needs at least one image")
     if x.dtype == np.uint8:
@@ -113,41 +155,59 @@ def _as_labels(y: np.ndarray, n: int, what: str) -> torch.Tensor:
     return torch.from_numpy(y.astype(np.int64))
 
 
-def _split(x: torch.Tensor, y: torch.Tensor, val_size: int, seed: int):
-    """Hold out ``val_size`` examples of the training set, stratified, with a fixed seed."""
+def _split_index(y: torch.Tensor, val_size: int, seed: int):
+    """(train positions, val positions): ``val_size`` examples held out of the training set, stratified, seeded."""
+    n = len(y)
     if val_size <= 0:
-        return x, y, x[:0], y[:0]
-    if val_size >= len(x):
-        raise UserError(f"val_size {val_size} leaves no training data (training set has {len(x)} examples)")
+        return np.arange(n), np.arange(0)
+    if val_size >= n:
+        raise UserError(f"val_size {val_size} leaves no training data (training set has {n} examples)")
     from sklearn.model_selection import train_test_split
 
-    idx = np.arange(len(x))
+    idx = np.arange(n)
     counts = np.bincount(y.numpy())
     stratify = y.numpy() if counts[counts > 0].min() >= 2 and val_size >= len(counts) else None
     train_idx, val_idx = train_test_split(idx, test_size=val_size, random_state=seed, stratify=stratify)
-    train_idx, val_idx = np.sort(train_idx), np.sort(val_idx)
+    return np.sort(train_idx), np.sort(val_idx)
+
+
+def _split(x: torch.Tensor, y: torch.Tensor, val_size: int, seed: int):
+    """Hold out ``val_size`` examples of the training set, stratified, with a fixed seed."""
+    train_idx, val_idx = _split_index(y, val_size, seed)
     return x[train_idx], y[train_idx], x[val_idx], y[val_idx]
 
 
 def _stats(x: torch.Tensor):
-    return x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
+    """Per-channel (images) or per-feature (vectors) mean and std of the training inputs."""
+    dims = (0, 2, 3) if x.dim() == 4 else (0,)
+    return x.mean(dim=dims).tolist(), x.std(dim=dims).clamp_min(1e-3).tolist()
+
+
+def _subset_index(n: int, size: Optional[int], seed: int) -> Optional[torch.Tensor]:
+    """Sorted positions of a fixed seeded subset of ``size`` of ``n`` examples (None: all of them)."""
+    if size is None or size >= n:
+        return None
+    g = torch.Generator().manual_seed(seed)
+    return torch.randperm(n, generator=g)[:size].sort().values
 
 
 def _subset(x: torch.Tensor, y: torch.Tensor, size: Optional[int], seed: int):
     """A fixed seeded subset of ``size`` examples (all when size is None or larger)."""
-    if size is None or size >= len(x):
-        return x, y
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(x), generator=g)[:size].sort().values
-    return x[idx], y[idx]
+    idx = _subset_index(len(x), size, seed)
+    return (x, y) if idx is None else (x[idx], y[idx])
 
 
 def from_arrays(name: str, x_train, y_train, x_test, y_test, val_size: int = 1000, seed: int = 0,
                 train_size: Optional[int] = None, test_size: Optional[int] = None,
-                num_classes: Optional[int] = None) -> Dataset:
-    """Build a :class:`Dataset` from numpy arrays, checking shapes, dtypes, ranges and labels."""
-    xtr = _as_images(np.asarray(x_train), f"{name} x_train")
-    xte = _as_images(np.asarray(x_test), f"{name} x_test")
+                num_classes: Optional[int] = None, lower: Any = None, upper: Any = None,
+                immutable: Any = ()) -> Dataset:
+    """Build a :class:`Dataset` from numpy arrays, checking shapes, dtypes, ranges and labels.
+
+    Images are (N, H, W), (N, H, W, C) or (N, C, H, W), uint8 0..255 or float in [0, 1]. Feature vectors are
+    (N, F) of any finite numbers; their box is ``lower``/``upper`` (one value per feature) when given, else the
+    smallest and largest value of each feature over the training and test data."""
+    xtr = _as_inputs(np.asarray(x_train), f"{name} x_train")
+    xte = _as_inputs(np.asarray(x_test), f"{name} x_test")
     ytr = _as_labels(y_train, len(xtr), f"{name} y_train")
     yte = _as_labels(y_test, len(xte), f"{name} y_test")
     if xtr.shape[1:] != xte.shape[1:]:
@@ -163,11 +223,56 @@ def from_arrays(name: str, x_train, y_train, x_test, y_test, val_size: int = 100
         raise UserError(f"{name} holds label {found - 1}; labels must be 0..{classes - 1}")
     if classes < 2:
         raise UserError(f"{name} has a single class; classification needs at least 2")
+    box_lower, box_upper = 0.0, 1.0
+    if xtr.dim() == 2:
+        box_lower, box_upper = _feature_box(name, xtr, xte, lower, upper)
+    elif lower is not None or upper is not None:
+        raise UserError(f"{name}: per-feature bounds (lower/upper) are for feature vectors (N, F); images live in "
+                        f"[0, 1]")
+    immutable = tuple(int(i) for i in np.asarray(immutable if immutable is not None else ()).reshape(-1))
+    if immutable and (min(immutable) < 0 or max(immutable) >= xtr[0].numel()):
+        raise UserError(f"{name}: immutable feature index {max(immutable) if max(immutable) >= 0 else min(immutable)} "
+                        f"is out of range 0..{xtr[0].numel() - 1}")
     xtr, ytr = _subset(xtr, ytr, None if train_size is None else train_size + val_size, seed)
     xte, yte = _subset(xte, yte, test_size, seed)
     xtr, ytr, xva, yva = _split(xtr, ytr, val_size, seed)
     mean, std = _stats(xtr)
-    return Dataset(name, xtr, ytr, xva, yva, xte, yte, classes, mean, std)
+    return Dataset(name, xtr, ytr, xva, yva, xte, yte, classes, mean, std, box_lower, box_upper, immutable)
+
+
+def _feature_box(name: str, xtr: torch.Tensor, xte: torch.Tensor, lower: Any, upper: Any):
+    features = xtr.shape[1]
+    observed_lo = torch.minimum(xtr.min(0).values, xte.min(0).values)
+    observed_hi = torch.maximum(xtr.max(0).values, xte.max(0).values)
+    lo = observed_lo if lower is None else torch.as_tensor(np.asarray(lower, dtype=np.float32).reshape(-1))
+    hi = observed_hi if upper is None else torch.as_tensor(np.asarray(upper, dtype=np.float32).reshape(-1))
+    for what, bound in (("lower", lo), ("upper", hi)):
+        if bound.numel() != features:
+            raise UserError(f"{name}: {what} has {bound.numel()} values for {features} features; they must match")
+    if lower is not None and bool((observed_lo < lo).any()):
+        raise UserError(f"{name}: some inputs lie below the given lower bound (feature "
+                        f"{int((observed_lo < lo).nonzero()[0])})")
+    if upper is not None and bool((observed_hi > hi).any()):
+        raise UserError(f"{name}: some inputs lie above the given upper bound (feature "
+                        f"{int((observed_hi > hi).nonzero()[0])})")
+    hi = torch.where(hi > lo, hi, lo + 1e-6)  # a constant feature still gets a (tiny) box
+    return [float(v) for v in lo], [float(v) for v in hi]
+
+
+def load_breast_cancer_dataset(val_size: int = 57, test_size: int = 114, seed: int = 0, **_) -> Dataset:
+    """scikit-learn's breast-cancer data (569 × 30 features, 2 classes), min–max scaled per feature by the training
+    split's range into [0, 1] (test values clipped), so ε is a fraction of each feature's range; the box is [0, 1]."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
+    bc = load_breast_cancer()
+    x, y = bc.data.astype(np.float32), bc.target.astype(np.int64)
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=test_size, random_state=seed, stratify=y)
+    lo, hi = x_train.min(0), x_train.max(0)
+    scale = np.where(hi > lo, hi - lo, 1.0)
+    x_train, x_test = (x_train - lo) / scale, np.clip((x_test - lo) / scale, 0.0, 1.0)
+    return from_arrays("breast_cancer", x_train, y_train, x_test, y_test, val_size=val_size, seed=seed,
+                       num_classes=2, lower=np.zeros(30), upper=np.ones(30))
 
 
 def load_digits_dataset(val_size: int = 200, test_size: int = 397, seed: int = 0, **_) -> Dataset:
@@ -188,8 +293,12 @@ def _sha256(a: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
+OPTIONAL_ARRAYS = ("lower", "upper", "immutable")
+
+
 def read_npz(path: Path, verify: Optional[str] = None) -> dict:
-    """The four arrays of an ``.npz`` archive, never unpickling; ``verify`` names a checksum table."""
+    """The four arrays of an ``.npz`` archive (plus optional ``lower``, ``upper``, ``immutable`` for feature
+    data), never unpickling; ``verify`` names a checksum table."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"data file {str(path)!r} does not exist")
@@ -199,7 +308,8 @@ def read_npz(path: Path, verify: Optional[str] = None) -> dict:
             if missing:
                 raise UserError(f"{path} lacks array(s) {', '.join(missing)}; an .npz needs x_train, y_train, "
                                 f"x_test, y_test")
-            arrays = {k: archive[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+            arrays = {k: archive[k] for k in ("x_train", "y_train", "x_test", "y_test", *OPTIONAL_ARRAYS)
+                      if k in archive.files}
     except UserError:
         raise
     except Exception as exc:  # zip errors, pickled object arrays, truncated files
@@ -208,7 +318,7 @@ def read_npz(path: Path, verify: Optional[str] = None) -> dict:
         for key, expected in ARRAY_SHA256[verify].items():
             if _sha256(arrays[key]) != expected:
                 raise UserError(f"{path}: array {key} differs from the exact {verify} copy (sha256 mismatch); "
-                                f"re-copy it or pass it as a custom --dataset path.npz")
+                                f"re-copy it or pass it as a custom {opt('dataset', 'path.npz')}")
     return arrays
 
 
@@ -246,11 +356,78 @@ def read_cifar_pickles(folder: Path) -> dict:
             "x_test": x_test, "y_test": y_test}
 
 
+#: decoded image folders larger than this are streamed from disk instead of held in memory
+MEMORY_LIMIT_MB = 4096.0
+
+
+def load_image_folder(root: Path, val_size: int = 1000, seed: int = 0, train_size: Optional[int] = None,
+                      test_size: Optional[int] = None, image_size: Optional[int] = None,
+                      memory_limit_mb: Optional[float] = None) -> Dataset:
+    """An image folder with train/ and test/ (or val/) class sub-folders, split like every other dataset (the
+    same seeded subsets and stratified validation split as :func:`from_arrays`), held in memory or streamed."""
+    from .folder import FolderTensor, decoded_bytes, folder_splits
+
+    train, test = folder_splits(root, image_size)
+    if test is None:
+        raise UserError(f"to train on image folder {str(root)!r} it needs train/ and test/ (or val/) class "
+                        f"sub-folders; a plain class folder can be evaluated (armor eval --data)")
+    limit = MEMORY_LIMIT_MB if memory_limit_mb is None else float(memory_limit_mb)
+    ytr_all, yte_all = torch.from_numpy(train.labels), torch.from_numpy(test.labels)
+    keep = _subset_index(len(ytr_all), None if train_size is None else train_size + val_size, seed)
+    tr_pos = np.arange(len(ytr_all)) if keep is None else keep.numpy()
+    te_keep = _subset_index(len(yte_all), test_size, seed)
+    te_pos = np.arange(len(yte_all)) if te_keep is None else te_keep.numpy()
+    fit, hold = _split_index(ytr_all[tr_pos], val_size, seed)
+    tr_idx, va_idx = tr_pos[fit], tr_pos[hold]
+    classes = len(train.classes)
+    stream = (decoded_bytes(train) * len(tr_pos) / len(ytr_all) + decoded_bytes(test) * len(te_pos) / len(yte_all)
+              > limit * 2 ** 20)
+    name = Path(root).resolve().name
+    if not stream:
+        xtr = torch.from_numpy(train.decode_many(tr_idx, 8)).float().div_(255.0)
+        xva = torch.from_numpy(train.decode_many(va_idx, 8)).float().div_(255.0)
+        xte = torch.from_numpy(test.decode_many(te_pos, 8)).float().div_(255.0)
+        mean, std = _stats(xtr)
+    else:
+        xtr, xva, xte = FolderTensor(train, tr_idx), FolderTensor(train, va_idx), FolderTensor(test, te_pos)
+        mean, std = _streamed_stats(xtr, seed)
+        log.info("%s: %d images would take %.0f MB decoded (> memory_limit_mb %.0f): streaming them from disk",
+                 name, len(tr_pos) + len(te_pos), (decoded_bytes(train) + decoded_bytes(test)) / 2 ** 20, limit)
+    return Dataset(name, xtr, ytr_all[tr_idx], xva, ytr_all[va_idx], xte, yte_all[te_pos], classes, mean, std)
+
+
+def _streamed_stats(x, seed: int, limit: int = 50_000):
+    """Per-channel mean/std of a streamed split: exact up to ``limit`` images, else from a seeded sample of that many."""
+    n = len(x)
+    picked = np.arange(n) if n <= limit else np.sort(
+        torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit].numpy())
+    total = total_sq = None
+    count = 0
+    for start in range(0, len(picked), 1024):
+        batch = x[torch.as_tensor(picked[start:start + 1024])].double()
+        s, sq = batch.sum(dim=(0, 2, 3)), (batch ** 2).sum(dim=(0, 2, 3))
+        total, total_sq = (s, sq) if total is None else (total + s, total_sq + sq)
+        count += batch.shape[0] * batch.shape[2] * batch.shape[3]
+    mean = total / count
+    var = (total_sq / count - mean ** 2) * count / max(count - 1, 1)
+    return mean.float().tolist(), var.clamp_min(0).sqrt().float().clamp_min(1e-3).tolist()
+
+
 def load_dataset(name: str = "digits", data_dir: Optional[str] = None, val_size: Optional[int] = None,
                  train_size: Optional[int] = None, test_size: Optional[int] = None, seed: int = 0,
-                 verify: bool = True) -> Dataset:
-    """Load a named dataset, an ``.npz`` path, or a CIFAR-10 pickle folder, with a fixed split."""
+                 verify: bool = True, image_size: Optional[int] = None,
+                 memory_limit_mb: Optional[float] = None) -> Dataset:
+    """Load a named dataset, an ``.npz`` path, an image folder (train/ and test/ class sub-folders) or a
+    CIFAR-10 pickle folder, with a fixed split."""
     name = str(name)
+    if name == "breast_cancer":
+        kw = {} if val_size is None else {"val_size": val_size}
+        data = load_breast_cancer_dataset(seed=seed, **kw)
+        if train_size is not None or test_size is not None:
+            xtr, ytr = _subset(data.x_train, data.y_train, train_size, seed)
+            xte, yte = _subset(data.x_test, data.y_test, test_size, seed)
+            data = replace(data, x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
+        return data
     if name == "digits":
         kw = {} if val_size is None else {"val_size": val_size}
         data = load_digits_dataset(seed=seed, **kw)
@@ -265,6 +442,10 @@ def load_dataset(name: str = "digits", data_dir: Optional[str] = None, val_size:
     if name.endswith(".npz") or path.is_file():
         return from_arrays(path.stem, **read_npz(path), **options)
     if path.is_dir():
+        from .folder import is_image_folder
+
+        if not (path / "data_batch_1").is_file() and is_image_folder(path):
+            return load_image_folder(path, image_size=image_size, memory_limit_mb=memory_limit_mb, **options)
         return from_arrays("cifar10", **read_cifar_pickles(path), num_classes=10, **options)
     if name not in NAMED:
         raise UserError(f"unknown dataset {name!r}; choose one of: {', '.join(NAMED)}, a path to an .npz "
@@ -272,6 +453,6 @@ def load_dataset(name: str = "digits", data_dir: Optional[str] = None, val_size:
     folder = Path(data_dir) if data_dir else default_data_dir()
     if folder is None or not (folder / f"{name}.npz").is_file():
         where = str(folder) if folder else "$ARMOR_DATA_DIR, ./data or ../shared/data"
-        raise UserError(f"dataset {name!r} needs {name}.npz in {where}; set ARMOR_DATA_DIR or --data-dir")
+        raise UserError(f"dataset {name!r} needs {name}.npz in {where}; set ARMOR_DATA_DIR or {opt('data_dir', 'FOLDER')}")
     arrays = read_npz(folder / f"{name}.npz", verify=name if verify else None)
     return from_arrays(name, **arrays, num_classes=10, **options)

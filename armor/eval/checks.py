@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Optional
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from ..attacks import adaptive, create_attack, input_gradient
 from ..losses import ce
@@ -34,7 +35,7 @@ from .robust import evaluate, predict
 PASS, WARN, NOTE = "PASS", "WARN", "NOTE"
 
 
-def _acc(model, x, y, attack, seed) -> float:
+def _attack_acc(model, x, y, attack, seed) -> float:
     return evaluate(model, x, y, {"a": attack}, seed=seed).acc("a")
 
 
@@ -48,14 +49,22 @@ def _zero_or_nan_grad_fraction(model: nn.Module, x: torch.Tensor, y: torch.Tenso
 
 def run_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, n: Optional[int] = 200,
                steps: int = 100, queries: int = 1000, n_target_classes: int = 9, eot: int = 1, bpda=None,
-               seed: int = 0) -> Dict[str, Any]:
+               seed: int = 0, progress: bool = False) -> Dict[str, Any]:
     """Run every check on the first ``n`` examples; returns {"checks": [...], "numbers": {...}}."""
     if n is not None:
         x, y = x[:n], y[:n]
     opts = {"eot": eot, "bpda": bpda}
     short = max(steps // 10, 1)
-    big_eps = 1.0 if threat.norm == "linf" else math.sqrt(x[0].numel())
+    # an ε as large as the input box (its whole side for L∞, its diagonal for L2) reaches every input
+    big_eps = threat.box_width * (1.0 if threat.norm == "linf" else math.sqrt(x[0].numel()))
     pgd = create_attack("pgd", threat, steps=steps, **opts)
+    bar = tqdm(total=8, desc="checks", disable=not progress, leave=False)
+
+    def _acc(model, x, y, attack, seed) -> float:  # each check's attack ticks the progress bar
+        value = _attack_acc(model, x, y, attack, seed)
+        bar.update(1)
+        return value
+
     numbers: Dict[str, float] = {
         "n": len(x),
         "clean": evaluate(model, x, y, {}).clean_acc,
@@ -78,6 +87,8 @@ def run_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: Threa
         x_adv = pgd(model, x[correct], y[correct]) if correct.numel() else x[:0]
         first, second = predict(model, x_adv), predict(model, x_adv)
     numbers["reeval_flip_pct"] = (first != second).float().mean().item() * 100 if len(x_adv) else 0.0
+    bar.update(bar.total - bar.n)
+    bar.close()
 
     white = min(v for v in (numbers[f"pgd-{steps}"], numbers["apgd-t"]) if not math.isnan(v))
     checks: List[Dict[str, Any]] = []

@@ -53,10 +53,16 @@ def _count_forward_passes(model: nn.Module, counter: list):
     return model.register_forward_pre_hook(hook)
 
 
+def rows(x: Any, sl: slice) -> Any:
+    """Rows of a tensor, or a lazy view of a streamed image split (decoded only when a batch is taken)."""
+    return x.rows(sl) if hasattr(x, "rows") else x[sl]
+
+
 def _fingerprint(attacks: Mapping[str, Attack], x: torch.Tensor, y: torch.Tensor, batch_size: int, mode: str,
                  seed: Optional[int]) -> str:
     """What a saved partial evaluation must match to be resumed (attacks, data, batching, seed)."""
-    data = hashlib.sha256(x.detach().float().cpu().contiguous().numpy().tobytes())
+    data = hashlib.sha256(x.fingerprint().encode() if hasattr(x, "fingerprint")
+                          else x.detach().float().cpu().contiguous().numpy().tobytes())
     data.update(y.detach().cpu().numpy().tobytes())
     spec = json.dumps([[name, repr(a), a.eot, repr(a.bpda)] for name, a in attacks.items()]
                       + [batch_size, mode, seed, data.hexdigest()])
@@ -80,7 +86,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Mappin
         from ..distributed import unwrap
 
         part = dist.split_range(len(x))
-        mine = evaluate(unwrap(model), x[part], y[part], attacks, batch_size=batch_size, mode=mode,
+        mine = evaluate(unwrap(model), rows(x, part), y[part], attacks, batch_size=batch_size, mode=mode,
                         progress=progress, seed=seed)
         return Evaluation.merge(dist.all_gather_objects(mine))
     n = len(x)

@@ -1,20 +1,41 @@
-"""``armor eval``: evaluate a saved model under attack and write an :class:`~armor.results.EvaluationRecord`.
+"""``armor eval``: evaluate a model under attack and write an :class:`~armor.results.EvaluationRecord`.
 
-The model is rebuilt from the checkpoint's own description (:class:`~armor.models.ModelSpec`) and its data from
-the checkpoint's config; the options are an :class:`~armor.config.EvalConfig`, checked before any work.
+Three kinds of subject, one evaluation:
+
+- an **armor checkpoint** (``checkpoint``): the model is rebuilt from the checkpoint's own description
+  (:class:`~armor.models.ModelSpec`), the data and threat model from its config;
+- an **armor export** (``weights=model.safetensors`` written by ``armor export``): the same, from its metadata;
+- **your own model** (``model=file.py:factory`` with plain ``weights``, ``data`` and ``eps``): the factory is
+  imported because you named it, the weights are read with ``weights_only``, ``mean``/``std`` put a
+  normalisation in front of it (attacks stay in [0, 1]) and ``logits_key`` picks logits out of a dict/tuple.
+
+:func:`evaluate_robustness` is the Python form for a model already in memory. Options are an
+:class:`~armor.config.EvalConfig`, checked before any work.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import torch
+from torch import nn
+
+from ..accel import Precision, resolve_amp
 from ..attacks import Attack
-from ..attacks.suites import SUITES, attack_list, suite_attacks, suite_shortfall
-from ..config import EvalConfig, TrainConfig
-from ..checkpoints import load_model
-from ..data import load_dataset
-from ..errors import UserError
+from ..attacks.suites import SUITES, adapt_to_data, attack_list, suite_attacks, suite_shortfall
+from ..checkpoints import load_model, load_weights, saved_config
+from ..config import EvalConfig
+from ..data import Dataset, load_dataset
+from ..device import pick_device
+from ..errors import UserError, opt
+from ..io import load_torch_file, read_safetensors
+from ..models import ModelSpec, build_model
+from ..models.user import Normalized, build_user_model, output_adapter, sha256_of
+from ..modes import eval_mode
 from ..results import EvaluationRecord
 from ..threat import ThreatModel
 from .robust import evaluate
@@ -34,75 +55,317 @@ def attacks_for(threat: ThreatModel, options: EvalConfig) -> Dict[str, Attack]:
 def output_path(options: EvalConfig) -> Path:
     if options.out:
         return Path(options.out)
-    return Path(options.checkpoint).parent / "eval.json"
+    source = options.checkpoint or options.weights
+    return Path(source).parent / "eval.json" if source else Path("eval.json")
 
 
-def evaluate_checkpoint(checkpoint: str | Path, config: Optional[EvalConfig] = None, **options: Any
-                        ) -> EvaluationRecord:
-    """Evaluate an armor checkpoint and write its record (``eval.json`` beside it, or ``out``).
+@dataclass
+class Subject:
+    """What is evaluated, on what, under which threat model."""
+
+    model: nn.Module
+    data: Dataset
+    threat: ThreatModel
+    source: Dict[str, Any]
+    architecture: str
+    method: Optional[str] = None
+    title: str = ""
+    notes: List[str] = field(default_factory=list)
+
+
+def _threat(options: EvalConfig, norm: str, eps: float, data: Dataset) -> ThreatModel:
+    immutable = tuple(sorted({*data.immutable, *options.immutable}))
+    return ThreatModel(options.norm or norm, options.eps if options.eps is not None else eps, data.lower,
+                       data.upper, immutable)
+
+
+def _load_data(name: str, options: EvalConfig, data_dir: Optional[str] = None, **split: Any) -> Dataset:
+    if options.data is not None:  # the user's data: evaluated as given (its test split, or its only split)
+        return load_eval_data(options.data, options.data_dir)
+    return load_dataset(name, options.data_dir or data_dir, **split)
+
+
+def load_eval_data(name: str, data_dir: Optional[str] = None) -> Dataset:
+    """Data to evaluate on: a dataset name, a CIFAR-10 folder or an image folder (its test split), an ``.npz`` with
+    ``x_test``/``y_test`` (a full dataset) or just ``x``/``y``, or a plain folder of class sub-folders."""
+    path = Path(name)
+    if path.is_dir():
+        from ..data.folder import FolderTensor, folder_splits, is_image_folder
+
+        if not (path / "data_batch_1").is_file() and is_image_folder(path):
+            train, test = folder_splits(path, None)
+            split = test if test is not None else train  # a train/test folder: its test split; else all of it
+            x, y = FolderTensor(split), torch.from_numpy(split.labels)
+            return Dataset(path.resolve().name, x[:0], y[:0], x[:0], y[:0], x, y, len(split.classes))
+    if str(name).endswith(".npz") and path.is_file():
+        import numpy as np
+
+        from ..data.datasets import from_arrays
+
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                files = set(archive.files)
+                if {"x", "y"} <= files and "x_test" not in files:
+                    extra = {k: archive[k] for k in ("lower", "upper", "immutable") if k in files}
+                    x, y = archive["x"], archive["y"]
+                    return from_arrays(path.stem, x[:1], y[:1], x, y, val_size=0, **extra,
+                                       num_classes=int(np.max(y)) + 1 if len(y) else None)
+        except ValueError as exc:
+            raise UserError(f"cannot read {str(path)!r} as an .npz archive of arrays ({exc})") from None
+    return load_dataset(name, data_dir, val_size=0)
+
+
+def _from_checkpoint(options: EvalConfig, dev: torch.device) -> Subject:
+    model, cfg, state = load_model(options.checkpoint, options.device, user_code=options.model)
+    data = _load_data(cfg.dataset, options, cfg.data_dir, val_size=cfg.val_size, train_size=cfg.train_size,
+                      test_size=cfg.test_size, seed=cfg.seed, image_size=cfg.image_size,
+                      memory_limit_mb=cfg.memory_limit_mb)
+    spec = state.get("model_spec") or state.get("dataset", {})
+    _same_shape(data, spec.get("input_shape"), f"the checkpoint's model")
+    meta = state.get("dataset", {})
+    if options.data is None:  # the run's own box and immutable features
+        data.lower, data.upper = meta.get("lower", data.lower), meta.get("upper", data.upper)
+        data.immutable = tuple(meta.get("immutable", data.immutable))
+    threat = _threat(options, cfg.norm, cfg.resolved_eps(), data)
+    return Subject(model, data, threat, {"checkpoint": str(options.checkpoint), "epoch": state.get("epoch"),
+                                         "method": cfg.method}, cfg.model, cfg.method,
+                   f"{data.name} {cfg.model} ({cfg.method})")
+
+
+def _from_export(options: EvalConfig, dev: torch.device) -> Subject:
+    tensors, meta = read_safetensors(options.weights)
+    spec = ModelSpec.from_dict(meta["model_spec"])
+    model = build_model(spec, options.model, f"export {options.weights!r}").to(dev)
+    load_weights(model, tensors, options.weights)
+    cfg = saved_config({"config": meta["config"], "armor_version": meta.get("armor_version")})
+    data = _load_data(cfg.dataset, options, cfg.data_dir, val_size=cfg.val_size, train_size=cfg.train_size,
+                      test_size=cfg.test_size, seed=cfg.seed, image_size=cfg.image_size,
+                      memory_limit_mb=cfg.memory_limit_mb)
+    _same_shape(data, spec.input_shape, "the exported model")
+    ds = meta.get("dataset", {})
+    if options.data is None:
+        data.lower, data.upper = ds.get("lower", data.lower), ds.get("upper", data.upper)
+        data.immutable = tuple(ds.get("immutable", data.immutable))
+    threat = _threat(options, cfg.norm, cfg.resolved_eps(), data)
+    return Subject(model.eval(), data, threat, {"weights": str(options.weights), "epoch": meta.get("epoch"),
+                                                "method": cfg.method}, spec.name, cfg.method,
+                   f"{data.name} {spec.name} ({cfg.method})")
+
+
+def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
+    """Weights of a model of your own: a ``.safetensors`` file, or a ``.pt`` state dict (or a dict holding one under
+    ``state_dict`` / ``model``), read with ``weights_only=True``."""
+    if str(path).endswith(".safetensors"):
+        return read_safetensors(path)[0]
+    state = load_torch_file(path, what="weights")
+    from ..io import is_checkpoint
+
+    if is_checkpoint(state):
+        raise UserError(f"{path!r} is an armor checkpoint; pass it as {opt('checkpoint', path)}")
+    if isinstance(state, dict) and not all(isinstance(v, torch.Tensor) for v in state.values()):
+        for key in ("state_dict", "model", "model_state_dict"):
+            if isinstance(state.get(key), dict):
+                state = state[key]
+                break
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"{path!r} is not a state dict (a mapping of parameter names to tensors)")
+    return state
+
+
+def _from_user_model(options: EvalConfig, dev: torch.device) -> Subject:
+    data = load_eval_data(options.data, options.data_dir)
+    module = build_user_model(options.model, options.model_options)
+    if options.weights is not None:
+        try:
+            module.load_state_dict(read_state_dict(options.weights))
+        except RuntimeError as exc:
+            raise UserError(f"the weights in {options.weights!r} do not fit {options.model} "
+                            f"({' '.join(str(exc).split())[:200]})") from None
+    model: nn.Module = output_adapter(module, options.logits_key)
+    if options.mean is not None:
+        model = Normalized(model, options.mean, options.std, features=not data.is_images)
+    model = model.to(dev).eval()
+    threat = _threat(options, "linf", options.eps, data)
+    source = {"model": options.model, "model_sha256": sha256_of(options.model), "weights": options.weights,
+              "mean": options.mean, "std": options.std, "logits_key": options.logits_key}
+    return Subject(model, data, threat, source, options.model, None, f"{data.name} {options.model}")
+
+
+def _same_shape(data: Dataset, expected: Optional[Sequence[int]], what: str) -> None:
+    if expected is not None and list(data.input_shape) != list(expected):
+        raise UserError(f"data {data.name!r} has inputs {tuple(data.input_shape)}, but {what} expects "
+                        f"{tuple(expected)}")
+
+
+def subject_of(options: EvalConfig) -> Subject:
+    """Build what ``options`` asks to evaluate (runs user code only if ``options.model`` names it)."""
+    dev = pick_device(options.device)
+    if options.checkpoint is not None:
+        return _from_checkpoint(options, dev)
+    from ..config import _is_armor_export
+
+    if _is_armor_export(options.weights):
+        return _from_export(options, dev)
+    return _from_user_model(options, dev)
+
+
+def _split_of(data: Dataset, options: EvalConfig) -> Tuple[Any, torch.Tensor, int]:
+    x, y = (data.x_test, data.y_test) if options.split == "test" else (data.x_val, data.y_val)
+    if len(x) == 0:
+        raise UserError(f"data {data.name!r} has no {options.split} split")
+    return x, y, len(x)
+
+
+@torch.no_grad()
+def _classes(model: nn.Module, x: Any, device: torch.device, expected: Optional[int], y: torch.Tensor) -> int:
+    with eval_mode(model):
+        out = model(x[:2].to(device))
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise UserError(f"the model returns {shape}, not logits shaped (N, classes); if it returns a dict or tuple, "
+                        f"name its logits with logits_key")
+    classes = int(out.shape[1])
+    if expected is not None and classes != expected:
+        raise UserError(f"the model has {classes} outputs but num_classes is {expected}")
+    if len(y) and int(y.max()) >= classes:
+        raise UserError(f"the data has label {int(y.max())} but the model predicts only {classes} classes")
+    return classes
+
+
+def run_evaluation(subject: Subject, options: EvalConfig, path: Optional[Path]) -> EvaluationRecord:
+    """Evaluate ``subject`` as ``options`` says; the record is written to ``path`` (None: not written)."""
+    model, data, threat = subject.model, subject.data, subject.threat
+    dev = next(iter(model.parameters()), torch.empty(0)).device
+    x, y, split_size = _split_of(data, options)
+    if options.n is not None:
+        x, y = (x.rows(slice(0, options.n)) if hasattr(x, "rows") else x[:options.n]), y[:options.n]
+    classes = _classes(model, x, dev, options.num_classes, y)
+    named, notes = adapt_to_data(attacks_for(threat, options), data.input_shape, classes)
+    if options.bpda:  # fail now, with one line, rather than after the clean pass
+        from ..attacks.adaptive import bpda_modules
+
+        bpda_modules(model, options.bpda)
+    x, y = x.to(dev), y.to(dev)  # a streamed image folder stays lazy: batches are decoded as the evaluation goes
+    progress = sys.stderr.isatty() if options.progress is None else options.progress
+    precision = Precision(dev, resolve_amp(options.amp, dev)) if options.amp != "off" else None
+    amp = precision.autocast() if precision is not None else contextlib.nullcontext()
+    mode = "ensemble" if options.uses_suite else "independent"
+    state = path.with_name(path.name + ".state.json") if path is not None else None
+    with amp:
+        result = evaluate(model, x, y, named, batch_size=options.batch_size, mode=mode, progress=progress,
+                          state_path=state, seed=options.seed)
+    suite = options.suite_name
+    reduced = suite_shortfall(suite, options.steps, options.queries) if suite else []
+    reduced += [n for n in notes if "dropped" in n]
+    if len(x) < split_size:
+        reduced.append(f"{len(x)} of the {split_size} {options.split} examples")
+    budget = {"steps": options.steps, "restarts": options.restarts, "step_size": options.step_size,
+              "queries": options.queries, "examples": len(x), "split_size": split_size}
+    if suite:
+        budget["suite"] = [(label, name, opts) for label, name, opts in SUITES[suite]]
+    record = EvaluationRecord(
+        source=subject.source, dataset=data.name, split=options.split, architecture=subject.architecture,
+        threat=threat.to_dict(), suite=suite, attacks={label: repr(a) for label, a in named.items()},
+        budget={k: v for k, v in budget.items() if v is not None}, reduced=reduced, seed=options.seed,
+        adaptive={"eot": options.eot, "bpda": options.bpda}, result=result, substitutions=notes)
+    with amp:
+        if options.checks:
+            from .checks import run_checks
+
+            record.checks = run_checks(model, _in_memory(x, options.check_n), y[:options.check_n], threat,
+                                       n=options.check_n, seed=options.seed, eot=options.eot, bpda=options.bpda,
+                                       progress=progress)
+        if options.sweep:
+            from .sweep import eps_sweep, write_sweep
+
+            record.sweep = eps_sweep(model, x, y, threat, options.sweep, lambda t: adapt_to_data(
+                attacks_for(t, options), data.input_shape, classes)[0], batch_size=options.batch_size,
+                seed=options.seed)
+            if path is not None:
+                write_sweep(record.sweep, path.with_name(path.stem + "_sweep"), subject.title)
+        if options.corruptions:
+            from .corruptions import evaluate_corruptions
+
+            if not data.is_images:
+                raise UserError("corruptions are image transformations; these inputs are feature vectors")
+            record.corruptions = evaluate_corruptions(model, _in_memory(x, None), y, batch_size=options.batch_size,
+                                                      seed=options.seed)
+    if path is not None:
+        record.write(path)
+    return record
+
+
+def _in_memory(x: Any, n: Optional[int]) -> torch.Tensor:
+    """The first ``n`` rows (all with None) as a real tensor (a streamed split is decoded)."""
+    if hasattr(x, "rows"):
+        return x[slice(0, n)]
+    return x if n is None else x[:n]
+
+
+def evaluate_checkpoint(checkpoint: Optional[str | Path] = None, config: Optional[EvalConfig] = None,
+                        **options: Any) -> EvaluationRecord:
+    """Evaluate an armor checkpoint (or, with ``model=``/``weights=``, any model) and write its record
+    (``eval.json`` beside it, or ``out``).
 
     ``options`` are :class:`~armor.config.EvalConfig` fields (``suite="standard"``, ``attack=["pgd"]``, ``steps``,
     ``n``, ``eps``, ``checks``, ...). A suite runs as a shrinking-mask ensemble (cumulative per-attack numbers); an
     ``attack`` list runs every attack on every clean-correct example (standalone numbers). Progress is saved after
     every batch in ``<out>.state.json``; the same evaluation run again resumes from it.
     """
-    cfg = config or EvalConfig(checkpoint=str(checkpoint), **options)
     if config is not None and options:
         raise TypeError("pass either an EvalConfig or keyword options, not both")
-    cfg.checkpoint = str(checkpoint)
-    model, train_cfg, state = load_model(checkpoint, cfg.device)
-    threat = ThreatModel(cfg.norm or train_cfg.norm, cfg.eps if cfg.eps is not None else train_cfg.resolved_eps())
-    named = attacks_for(threat, cfg)
-    if cfg.bpda:  # fail now, with one line, rather than after the clean pass
-        from ..attacks.adaptive import bpda_modules
+    if config is None:
+        config = EvalConfig(checkpoint=None if checkpoint is None else str(checkpoint), **options)
+    elif checkpoint is not None:
+        config.checkpoint = str(checkpoint)
+    config.check_source()
+    subject = subject_of(config)
+    if config.sweep:  # every budget checked before any work
+        [subject.threat.scaled(e) for e in config.sweep]
+    return run_evaluation(subject, config, output_path(config))
 
-        bpda_modules(model, cfg.bpda)
-    if cfg.sweep:  # every budget checked before any work
-        [threat.scaled(e) for e in cfg.sweep]
-    data = load_dataset(train_cfg.dataset, cfg.data_dir or train_cfg.data_dir, train_cfg.val_size,
-                        train_cfg.train_size, train_cfg.test_size, seed=train_cfg.seed)
-    saved_shape = state.get("model_spec", state.get("dataset", {})).get("input_shape")
-    if saved_shape is not None and list(data.input_shape) != list(saved_shape):
-        raise UserError(f"data {train_cfg.dataset!r} has inputs {data.input_shape}, but the checkpoint's model "
-                        f"expects {tuple(saved_shape)}")
-    x, y = (data.x_test, data.y_test) if cfg.split == "test" else (data.x_val, data.y_val)
-    split_size = len(x)
-    if cfg.n is not None:
-        x, y = x[:cfg.n], y[:cfg.n]
-    dev = next(model.parameters()).device
-    x, y = x.to(dev), y.to(dev)
-    path = output_path(cfg)
-    mode = "ensemble" if cfg.uses_suite else "independent"
-    result = evaluate(model, x, y, named, batch_size=cfg.batch_size, mode=mode, progress=cfg.progress,
-                      state_path=path.with_name(path.name + ".state.json"), seed=cfg.seed)
-    suite = cfg.suite_name
-    reduced = suite_shortfall(suite, cfg.steps, cfg.queries) if suite else []
-    if len(x) < split_size:
-        reduced.append(f"{len(x)} of the {split_size} {cfg.split} examples")
-    budget = {"steps": cfg.steps, "restarts": cfg.restarts, "step_size": cfg.step_size, "queries": cfg.queries,
-              "examples": len(x), "split_size": split_size}
-    if suite:
-        budget["suite"] = [(label, name, opts) for label, name, opts in SUITES[suite]]
-    record = EvaluationRecord(
-        source={"checkpoint": str(checkpoint), "epoch": state.get("epoch"), "method": train_cfg.method},
-        dataset=data.name, split=cfg.split, architecture=train_cfg.model, threat=threat.to_dict(), suite=suite,
-        attacks={label: repr(a) for label, a in named.items()}, budget={k: v for k, v in budget.items()
-                                                                          if v is not None},
-        reduced=reduced, seed=cfg.seed, adaptive={"eot": cfg.eot, "bpda": cfg.bpda}, result=result)
-    if cfg.checks:
-        from .checks import run_checks
 
-        record.checks = run_checks(model, x, y, threat, n=cfg.check_n, seed=cfg.seed, eot=cfg.eot, bpda=cfg.bpda)
-    if cfg.sweep:
-        from .sweep import eps_sweep, write_sweep
+def evaluate_robustness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+                        suite: Optional[str] = "standard", attacks: Optional[List[str]] = None,
+                        normalize: Optional[Tuple[Sequence[float], Sequence[float]]] = None,
+                        logits_key: Optional[str | int] = None, n: Optional[int] = None, batch_size: int = 256,
+                        checks: bool = True, seed: int = 0, out: Optional[str | Path] = None,
+                        progress: Optional[bool] = None, **options: Any) -> EvaluationRecord:
+    """How robust is this model? One call, AutoAttack-style: ``evaluate_robustness(model, x, y, threat)``.
 
-        record.sweep = eps_sweep(model, x, y, threat, cfg.sweep, lambda t: attacks_for(t, cfg),
-                                 batch_size=cfg.batch_size, seed=cfg.seed)
-        write_sweep(record.sweep, path.with_name(path.stem + "_sweep"),
-                    f"{data.name} {train_cfg.model} ({train_cfg.method})")
-    if cfg.corruptions:
-        from .corruptions import evaluate_corruptions
-
-        record.corruptions = evaluate_corruptions(model, x, y, batch_size=cfg.batch_size, seed=cfg.seed)
-    record.write(path)
-    return record
+    ``model`` takes inputs in ``threat``'s box ([0, 1] for images) — pass ``normalize=(mean, std)`` if it expects
+    normalised inputs, and ``logits_key`` if it returns a dict or a tuple. Runs ``suite`` (default standard:
+    APGD-CE, APGD-T, Square as a worst case; or ``attacks=["pgd", ...]`` each alone) and the gradient-masking
+    checks; further ``options`` are :class:`~armor.config.EvalConfig` fields (``steps``, ``queries``, ``eot``, ...).
+    Returns the :class:`~armor.results.EvaluationRecord` (``print(record)`` shows the table; ``record.result`` has
+    per-example results; ``record.to_json()``); with ``out`` it is also written there.
+    """
+    if not isinstance(model, nn.Module):
+        raise UserError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(threat, ThreatModel):
+        raise UserError(f"threat must be an armor.ThreatModel, e.g. ThreatModel('linf', 8/255), got {threat!r}")
+    x, y = torch.as_tensor(x), torch.as_tensor(y)
+    if len(x) != len(y):
+        raise UserError(f"x has {len(x)} examples but y has {len(y)} labels; they must match")
+    if x.dim() not in (2, 4):
+        raise UserError(f"x must be images (N, C, H, W) or feature vectors (N, F), got shape {tuple(x.shape)}")
+    if not threat.in_box(x, tol=1e-6):
+        box = "[0, 1]" if threat.default_box else "the threat model's box"
+        hint = "; if your model expects normalised inputs pass normalize=(mean, std) and unnormalised x" \
+            if threat.default_box else ""
+        raise UserError(f"x must lie in {box} (got values in [{x.min().item():.3g}, {x.max().item():.3g}]){hint}")
+    config = EvalConfig(suite=None if attacks else suite, attack=attacks, n=n,
+                        batch_size=batch_size, checks=checks, seed=seed, out=None if out is None else str(out),
+                        progress=progress, **options)
+    wrapped: nn.Module = output_adapter(model, None if logits_key is None else str(logits_key))
+    if normalize is not None:
+        mean, std = normalize
+        wrapped = Normalized(wrapped, mean, std, features=x.dim() == 2)
+    dev = next(iter(model.parameters()), torch.empty(0)).device
+    wrapped = wrapped.to(dev)
+    data = Dataset("data", x[:0], y[:0], x[:0], y[:0], x, y.long(), 0, lower=threat.lower, upper=threat.upper,
+                   immutable=threat.immutable)
+    subject = Subject(wrapped, data, threat, {"model": type(model).__name__, "in_memory": True},
+                      type(model).__name__, None)
+    with eval_mode(model):
+        return run_evaluation(subject, config, None if out is None else Path(out))

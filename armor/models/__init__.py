@@ -5,7 +5,7 @@ shape, classes, normalisation, head) into a module — for training, for ``armor
 """
 from __future__ import annotations
 
-from . import mlp, preact_resnet, small_cnn, wide_resnet  # noqa: F401  (register)
+from . import mlp, preact_resnet, resnet, small_cnn, wide_resnet  # noqa: F401  (register)
 from .build import HEADS, ModelSpec, build_model, create_model
 from .common import MODELS, Classifier, Normalize
 

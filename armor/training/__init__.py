@@ -1,5 +1,5 @@
 """Training: the loop, its callbacks and guards, sweeps."""
 from .callbacks import Callback, TrainContext
-from .trainer import Trainer, train
+from .trainer import Trainer
 
-__all__ = ["Callback", "TrainContext", "Trainer", "train"]
+__all__ = ["Callback", "TrainContext", "Trainer"]

@@ -1,10 +1,11 @@
 """The training loop: epochs, LR schedule, the ε schedule, held-out robust validation, checkpoints, metrics.
 
 It knows only the :class:`~armor.methods.Method` protocol, never a particular method, and hands callbacks a
-:class:`~armor.train.callbacks.TrainContext`, never itself.
+:class:`~armor.training.callbacks.TrainContext`, never itself.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import shutil
 import time
@@ -19,15 +20,16 @@ from .. import distributed
 from ..accel import Precision, maybe_compile, resolve_amp, to_memory_format, use_channels_last
 from ..attacks import PGD
 from ..attacks.suites import attack_list
-from ..checkpoints import load_weights, model_spec, saved_config
+from ..checkpoints import load_weights, model_spec, saved_config, spec_of
 from ..config import TrainConfig, dump_yaml
-from ..data import Dataset, augment, load_dataset, resolve_preset
+from ..data import augment, load_dataset, resolve_preset
 from ..device import pick_device
-from ..errors import TrainingDiverged, UserError
+from ..errors import TrainingDiverged, UserError, opt
 from ..eval.robust import evaluate
 from ..io import append_jsonl, load_checkpoint, read_jsonl, save_checkpoint, truncate_jsonl, write_text
 from ..methods import Method, create_method
 from ..models import build_model
+from ..models.user import is_reference
 from ..results import Candidate, TrainingRecord
 from ..schedules import ThreatSchedule, lr_factor
 from ..threat import ThreatModel
@@ -35,11 +37,6 @@ from .callbacks import Callback, TrainContext, default_callbacks
 from .guards import guard_callbacks
 
 log = logging.getLogger("armor")
-
-
-def dataset_meta(data: Dataset) -> Dict[str, Any]:
-    return {"name": data.name, "input_shape": list(data.input_shape), "num_classes": data.num_classes,
-            "mean": list(data.mean), "std": list(data.std)}
 
 
 def _rng_state() -> Dict[str, Any]:
@@ -71,6 +68,7 @@ class Trainer:
         self.progress = progress if self.dist.is_main else False
         self.dist.run_on_main(lambda: self._prepare_out_dir(resume, overwrite))
         self.resume_state = None
+        invoked_model = cfg.model  # what the user named now (user code is imported only when named now)
         if resume:  # rank 0 reads the checkpoint and hands it to the others (no shared disk needed)
             self.resume_state = self.dist.broadcast_object(
                 self.dist.run_on_main(lambda: load_checkpoint(self.out / "last.pt")))
@@ -81,12 +79,14 @@ class Trainer:
         self.device = distributed.device_for(self.dist, pick_device(cfg.device))
         torch.manual_seed(cfg.seed)
         self.data = load_dataset(cfg.dataset, cfg.data_dir, cfg.val_size, cfg.train_size, cfg.test_size,
-                                 seed=cfg.seed).to(self.device)
-        self.meta = dataset_meta(self.data)
-        self.augment = resolve_preset(cfg.augment, self.data.name, self.data.input_shape[-1])
-        self.schedule = ThreatSchedule(cfg.threat, cfg.eps_warmup)  # the one owner of the run's ε over time
-        self.spec = model_spec(cfg, self.meta)
-        self.model = build_model(self.spec).to(self.device)
+                                 seed=cfg.seed, image_size=cfg.image_size,
+                                 memory_limit_mb=cfg.memory_limit_mb).to(self.device)
+        self.meta = self.data.meta()
+        self.augment = resolve_preset(cfg.augment, self.data.name, self.data.input_shape)
+        self.schedule = ThreatSchedule(cfg.threat_for(self.meta), cfg.eps_warmup)  # the one owner of ε over time
+        self.spec = spec_of(self.resume_state) if self.resume_state is not None else model_spec(cfg, self.meta)
+        user_code = invoked_model if is_reference(invoked_model) else None
+        self.model = build_model(self.spec, user_code, f"run {str(self.out)!r}").to(self.device)
         self._setup_speed()
         self.method: Method = create_method(cfg.method, self.schedule.threat, **cfg.method_kwargs())
         self.optimizer = self._make_optimizer()
@@ -109,14 +109,14 @@ class Trainer:
         out = self.out
         if resume:
             if not (out / "last.pt").is_file():
-                raise UserError(f"cannot resume: {str(out)!r} holds no last.pt; start the run without --resume")
+                raise UserError(f"cannot resume: {str(out)!r} holds no last.pt; start the run without {opt('resume')}")
             return
         if out.exists() and not out.is_dir():
             raise UserError(f"output path {str(out)!r} is a file, not a folder")
         if out.is_dir() and any(out.iterdir()):
             if not overwrite:
-                raise UserError(f"output folder {str(out)!r} already holds files; pass --resume to continue "
-                                f"that run, --overwrite to replace it, or choose another --out")
+                raise UserError(f"output folder {str(out)!r} already holds files; pass {opt('resume')} to continue "
+                                f"that run, {opt('overwrite')} to replace it, or choose another {opt('out', 'FOLDER')}")
         try:
             if overwrite and out.is_dir():
                 shutil.rmtree(out)
@@ -208,9 +208,13 @@ class Trainer:
         seen = skipped = 0
         bar = tqdm(range(batches), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                    disable=(not self.progress) if self.progress is not None else None)
+        index = [self.dist.shard(order[b * cfg.batch_size:(b + 1) * cfg.batch_size]) for b in range(batches)]
+        streamed = hasattr(data.x_train, "loader")  # an image folder too large to hold: decoded by worker processes
+        stream = data.x_train.loader([i.tolist() for i in index], cfg.workers) if streamed else None
         for b in bar:
-            idx = self.dist.shard(order[b * cfg.batch_size:(b + 1) * cfg.batch_size])  # this rank's part
-            x, y = augment(data.x_train[idx], self.augment), data.y_train[idx]
+            idx = index[b]  # this rank's part of the global batch
+            x = next(stream) if streamed else data.x_train[idx]
+            x, y = augment(x, self.augment), data.y_train[idx]
             x = to_memory_format(x, self.channels_last)
             lr = cfg.lr * lr_factor(cfg.schedule, (epoch + b / batches) / cfg.epochs)
             self.method.set_threat(self.schedule.at(epoch + (b + 1) / batches))
@@ -241,7 +245,7 @@ class Trainer:
         seen = totals.pop("_seen").item()  # one sync per epoch, not per step
         if seen == 0:
             raise TrainingDiverged(f"training stopped: every step of epoch {epoch + 1} had a non-finite loss; "
-                                   f"{self._last_good(epoch)}; lower --lr")
+                                   f"{self._last_good(epoch)}; lower {opt('lr', 'LR')}")
         prefix = "train_robust" if self.method.adversarial else "train"
         result = {"train_loss": totals["loss"].item() / seen, f"{prefix}_acc": totals["acc"].item() / seen * 100,
                   "lr": lr, "eps": self.method.threat.eps}
@@ -262,7 +266,7 @@ class Trainer:
         where = f"epoch {epoch + 1}, batch {batch + 1} (lr {lr:.3g})"
         if self.cfg.nan_policy == "stop":
             raise TrainingDiverged(f"training stopped: the loss became {value} at {where}; {self._last_good(epoch)}; "
-                                   f"lower --lr, or set nan_policy: skip to skip such steps")
+                                   f"lower {opt('lr', 'LR')}, or set {opt('nan_policy', 'skip')} to skip such steps")
         self.skipped_steps += 1
         log.warning("skipped a step with loss %s at %s", value, where)
 
@@ -352,7 +356,7 @@ class Trainer:
             name = f"best_{cb.candidate}.pt"
             state = self._load_for_test(name)
             if state is not None:
-                model = load_weights(build_model(self.spec).to(self.device), state["model"], self.out / name)
+                model = load_weights(copy.deepcopy(self.model).to(self.device), state["model"], self.out / name)
                 test = evaluate(model, self.data.x_test, self.data.y_test, attacks, dist=self.dist)
                 candidates[cb.candidate] = Candidate(name, state["epoch"], test)
         # stop_reason stays None for a run that completed; the log line says either way
@@ -380,13 +384,3 @@ def _format_record(r: Dict[str, Any]) -> str:
         if key in r:
             parts.append(f"{key} {r[key]:.4g}")
     return " | ".join(parts)
-
-
-def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
-          progress: Optional[bool] = None) -> TrainingRecord:
-    """Train one run as configured and evaluate its best checkpoint; returns its record."""
-    trainer = Trainer(cfg, resume=resume, overwrite=overwrite, progress=progress)
-    try:
-        return trainer.fit()
-    finally:
-        trainer.dist.close()
