@@ -41,7 +41,7 @@ class Run:
         from .eval.run import evaluate_robustness
 
         x, y = (self.data.x_test, self.data.y_test) if split == "test" else (self.data.x_val, self.data.y_val)
-        return evaluate_robustness(self.model, x, y, self.threat, suite=suite, **options)
+        return evaluate_robustness(self.model, x, y, self.threat, suite=suite, name=self.data.name, **options)
 
     def __repr__(self) -> str:
         t = self.record.test

@@ -13,7 +13,8 @@ from .errors import UserError
 NORMS = ("linf", "l2")
 
 #: The budgets people use for each dataset (L∞ unless noted).
-DEFAULT_EPS = {"cifar10": 8 / 255, "imagenet": 4 / 255, "mnist": 0.3, "fashion_mnist": 0.1, "digits": 0.2}
+DEFAULT_EPS = {"cifar10": 8 / 255, "imagenet": 4 / 255, "mnist": 0.3, "fashion_mnist": 0.1, "digits": 0.2,
+               "breast_cancer": 0.1}
 
 _FRACTION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[-+]?\d+)?)\s*/\s*([0-9]*\.?[0-9]+(?:e[-+]?\d+)?)\s*$", re.I)
 

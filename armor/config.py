@@ -479,7 +479,11 @@ class TrainConfig:
 
     @property
     def dataset_key(self) -> str:
-        return Path(self.dataset).stem if self.dataset.endswith(".npz") else self.dataset
+        """The dataset's short name: a named dataset, or the stem of its file or folder (``/data/imagenet`` →
+        ``imagenet``), which also picks its usual ε."""
+        if self.dataset.endswith(".npz") or "/" in self.dataset or "\\" in self.dataset:
+            return Path(self.dataset.rstrip("/\\")).stem
+        return self.dataset
 
     def resolved_eps(self) -> float:
         return self.eps if self.eps is not None else DEFAULT_EPS.get(self.dataset_key, 8 / 255)

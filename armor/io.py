@@ -22,6 +22,8 @@ CHECKPOINT_FORMAT = "armor-checkpoint"
 def atomic_write(path: str | Path, write: Callable[[Any], None]) -> None:
     """Call ``write(binary_file)`` on a temp file beside ``path``, fsync, then rename over ``path``."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # never rename over a folder, a device (/dev/null) or a pipe
+        raise UserError(f"cannot write {str(path)!r}: it exists and is not a regular file")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:

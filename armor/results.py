@@ -295,7 +295,8 @@ class EvaluationRecord(Record):
         res = self.result
         kind = "cumulative" if res.acc_kind == "cumulative" else "each attack alone"
         eps = self.threat["eps"]
-        lines = [f"{self.dataset} {self.split} ({res.n} examples), {self.threat['norm']} ε={eps:.4g}"
+        norm = {"linf": "L∞", "l2": "L2"}.get(self.threat["norm"], self.threat["norm"])
+        lines = [f"{self.dataset} {self.split} ({res.n} examples), {norm} ε={eps:.4g}"
                  + (f", suite {self.suite}" if self.suite else "") + f": clean {res.clean_acc:.1f} %, "
                  f"robust (worst case) {res.worst_case_acc:.1f} %"]
         lines += [f"  {label:<14} {res.acc(label):5.1f} %  ({kind})" for label in res.labels]

@@ -15,7 +15,7 @@ CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"
 def test_every_recipe_is_a_valid_config(path):
     cfg = TrainConfig.from_yaml(path)
     dataset = path.stem.split("_")[0]
-    assert cfg.dataset_key == {"fashion": "fashion_mnist"}.get(dataset, dataset)
+    assert cfg.dataset_key == {"fashion": "fashion_mnist", "breast": "breast_cancer"}.get(dataset, dataset)
     assert cfg.out_dir().name == path.stem  # each recipe writes its own run folder
     if dataset in ("mnist", "fashion") and cfg.method in ("pgd_at", "trades", "dummy"):
         assert cfg.eps_warmup >= 1  # from-scratch PGD-AT at ε=0.3 sat at chance without a ramp

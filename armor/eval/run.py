@@ -223,7 +223,7 @@ def _classes(model: nn.Module, x: Any, device: torch.device, expected: Optional[
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise UserError(f"the model returns {shape}, not logits shaped (N, classes); if it returns a dict or tuple, "
-                        f"name its logits with logits_key")
+                        f"name its logits with {opt('logits_key', 'NAME')}")
     classes = int(out.shape[1])
     if expected is not None and classes != expected:
         raise UserError(f"the model has {classes} outputs but num_classes is {expected}")
@@ -330,13 +330,14 @@ def evaluate_robustness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, thre
                         normalize: Optional[Tuple[Sequence[float], Sequence[float]]] = None,
                         logits_key: Optional[str | int] = None, n: Optional[int] = None, batch_size: int = 256,
                         checks: bool = True, seed: int = 0, out: Optional[str | Path] = None,
-                        progress: Optional[bool] = None, **options: Any) -> EvaluationRecord:
+                        progress: Optional[bool] = None, name: str = "data", **options: Any) -> EvaluationRecord:
     """How robust is this model? One call, AutoAttack-style: ``evaluate_robustness(model, x, y, threat)``.
 
     ``model`` takes inputs in ``threat``'s box ([0, 1] for images) — pass ``normalize=(mean, std)`` if it expects
     normalised inputs, and ``logits_key`` if it returns a dict or a tuple. Runs ``suite`` (default standard:
     APGD-CE, APGD-T, Square as a worst case; or ``attacks=["pgd", ...]`` each alone) and the gradient-masking
     checks; further ``options`` are :class:`~armor.config.EvalConfig` fields (``steps``, ``queries``, ``eot``, ...).
+    ``name`` is the data's name in the record.
     Returns the :class:`~armor.results.EvaluationRecord` (``print(record)`` shows the table; ``record.result`` has
     per-example results; ``record.to_json()``); with ``out`` it is also written there.
     """
@@ -363,7 +364,7 @@ def evaluate_robustness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, thre
         wrapped = Normalized(wrapped, mean, std, features=x.dim() == 2)
     dev = next(iter(model.parameters()), torch.empty(0)).device
     wrapped = wrapped.to(dev)
-    data = Dataset("data", x[:0], y[:0], x[:0], y[:0], x, y.long(), 0, lower=threat.lower, upper=threat.upper,
+    data = Dataset(name, x[:0], y[:0], x[:0], y[:0], x, y.long(), 0, lower=threat.lower, upper=threat.upper,
                    immutable=threat.immutable)
     subject = Subject(wrapped, data, threat, {"model": type(model).__name__, "in_memory": True},
                       type(model).__name__, None)

@@ -102,10 +102,10 @@ def build_model(spec: ModelSpec, user_code: Optional[str] = None, what: str = "t
         if user_code is None:
             raise UserError(f"{what} holds a model from your own code ({spec.name}); pass {opt('model', spec.name)} to "
                             f"build it (armor never imports code a checkpoint names)")
-        if user_code != spec.name:
+        if user_code.rpartition(":")[2] != spec.name.rpartition(":")[2]:
             raise UserError(f"{what} was trained with {opt('model', spec.name)}, not {user_code}")
-        check_unchanged(spec.name, spec.factory_sha256, what)
-        body = build_user_model(spec.name, spec.options, spec.input_shape, outputs)
+        check_unchanged(user_code, spec.factory_sha256, what)  # the file may have moved; its content may not change
+        body = build_user_model(user_code, spec.options, spec.input_shape, outputs)
         network = Classifier(body, list(spec.input_shape), spec.mean, spec.std)
         check_outputs(network, spec.input_shape, outputs, spec.name)
     else:
