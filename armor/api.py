@@ -51,11 +51,13 @@ class Run:
 
 
 def train(config: Optional[TrainConfig] = None, *, resume: bool = False, overwrite: bool = False,
-          progress: Optional[bool] = None, **options: Any) -> Run:
+          progress: Optional[bool] = None, given: Optional[Dict[str, Any]] = None, **options: Any) -> Run:
     """Train one run and test its best checkpoint: ``armor.train(method="pgd_at", eps=0.2, epochs=30,
     out="runs/mine")`` (any :class:`~armor.config.TrainConfig` field as a keyword), or ``armor.train(cfg)``.
 
-    ``overwrite=True`` replaces an existing run folder, ``resume=True`` continues one."""
+    ``overwrite=True`` replaces an existing run folder, ``resume=True`` continues one: the run's own config, with
+    ``epochs`` (longer) and where it lives or looks (``device``, ``data_dir``, ...) taken from ``options``; any other
+    option that differs from the run's is an error. ``given`` overrides which options count as given now."""
     from .training import Trainer
 
     if config is not None and not isinstance(config, TrainConfig):
@@ -63,10 +65,12 @@ def train(config: Optional[TrainConfig] = None, *, resume: bool = False, overwri
                         f"{type(config).__name__}")
     cfg = TrainConfig.from_dict({**(config.to_dict() if config else {}), **options}) if options or config is None \
         else config
-    trainer = Trainer(cfg, resume=resume, overwrite=overwrite, progress=progress)
+    if resume and given is None:
+        given = {k: v for k, v in options.items() if k != "out"} if config is None else None
+    trainer = Trainer(cfg, resume=resume, overwrite=overwrite, progress=progress, given=given)
     try:
         record = trainer.fit()
     finally:
-        trainer.dist.close()
+        trainer.close()
     trainer.model.eval()
     return Run(trainer.out, record, trainer.model, trainer.data, trainer.threat, trainer.cfg)

@@ -276,22 +276,26 @@ def train_overrides(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .api import train
+    from .api import train as armor_train
+    from .checkpoints import saved_config
     from .config import TrainConfig
+    from .io import load_checkpoint
     from .reports import accuracy_rows, format_table
 
     values = train_overrides(args)
-    if args.resume and not values.get("out"):
-        raise UserError("--resume needs the run folder: pass --out RUN")
-    if args.resume and "epochs" not in values:
-        # without --epochs a resumed run finishes the epochs it was started with, not the default
-        from .io import load_checkpoint
-
+    if args.resume:
+        if not values.get("out"):
+            raise UserError("--resume needs the run folder: pass --out RUN")
+        # the run's own config, with what was given now checked against it (Trainer: resumed_config)
+        given = {k: v for k, v in values.items() if k != "out"}
         last = Path(values["out"]) / "last.pt"
-        if last.is_file():
-            values["epochs"] = load_checkpoint(last)["config"]["epochs"]
-    cfg = TrainConfig.from_dict(values)
-    record = train(cfg, resume=args.resume, overwrite=args.overwrite, progress=None if not args.quiet else False).record
+        base = saved_config(load_checkpoint(last)).to_dict() if last.is_file() else {}
+        cfg = TrainConfig.from_dict({**base, **values}) if base else TrainConfig.from_dict(values)
+        run = armor_train(cfg, resume=True, progress=None if not args.quiet else False, given=given)
+    else:
+        cfg = TrainConfig.from_dict(values)
+        run = armor_train(cfg, overwrite=args.overwrite, progress=None if not args.quiet else False)
+    record = run.record
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
         return 0
     named = {f"{record.method} (best epoch {record.best_epoch})": record.test}
@@ -515,7 +519,21 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _main(argv)
 
 
+def _terminated(signum, frame) -> None:
+    raise _Terminated()
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's kill, ``kill PID``): stopped like Ctrl-C, with every write finished or undone."""
+
+
 def _main(argv: List[str]) -> int:
+    import signal
+
+    try:
+        signal.signal(signal.SIGTERM, _terminated)
+    except ValueError:  # not the main thread (a library caller running main() in a thread): leave signals alone
+        pass
     try:
         parser = build_parser(_command_of(argv))
         args = parser.parse_args(argv)
@@ -528,9 +546,16 @@ def _main(argv: List[str]) -> int:
     except UserError as exc:
         print(f"armor: error: {exc}", file=sys.stderr)
         return 2
+    except _Terminated:
+        print("armor: terminated (SIGTERM); finished files are intact", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("armor: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a full disk, a read-only folder, a vanished file: one line, never a traceback
+        where = f" {str(exc.filename)!r}" if getattr(exc, "filename", None) else ""
+        print(f"armor: error: cannot write or read{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -336,6 +336,8 @@ class TrainConfig:
     val_size: Optional[int] = option(None, "data", "validation examples held out of the training set (default: "
                                      "200 for digits, else 1000)", _int_check(0))
     test_size: Optional[int] = option(None, "data", "test on a fixed subset of this many examples", _int_check(1))
+    num_classes: Optional[int] = option(None, "data", "classes of an .npz dataset (default: from its labels, which "
+                                        "must then be the contiguous 0..C-1)", _int_check(2))
     augment: str = option("auto", "data", "training augmentation (auto: crop+flip for 32×32 images, else none)",
                           _choice_check(_augments, "augmentation"))
     image_size: Optional[int] = option(None, "data", "image folders: resize the shorter side to this and centre-crop "
@@ -488,6 +490,14 @@ class TrainConfig:
     def resolved_eps(self) -> float:
         return self.eps if self.eps is not None else DEFAULT_EPS.get(self.dataset_key, 8 / 255)
 
+    def load_data(self, data_dir: Optional[str] = None):
+        """The run's dataset with its fixed split (``data_dir`` overrides where named datasets are looked for)."""
+        from .data import load_dataset
+
+        return load_dataset(self.dataset, data_dir or self.data_dir, self.val_size, self.train_size, self.test_size,
+                            seed=self.seed, image_size=self.image_size, memory_limit_mb=self.memory_limit_mb,
+                            num_classes=self.num_classes)
+
     def threat_for(self, meta: Mapping[str, Any]):
         """The run's threat model on data described by ``meta`` (its input box and immutable features)."""
         from .threat import ThreatModel
@@ -525,6 +535,31 @@ class TrainConfig:
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: Optional[Dict[str, Any]] = None) -> "TrainConfig":
         return cls.from_dict({**read_yaml(path), **(overrides or {})})
+
+
+#: what ``--resume`` may change: the length of the run, and where it lives or looks (never what it computes)
+CHANGEABLE_ON_RESUME = ("epochs", "out", "device", "data_dir", "workers", "memory_limit_mb", "plot")
+
+
+def resumed_config(saved: TrainConfig, given: Mapping[str, Any], epochs_done: int) -> TrainConfig:
+    """The config a resumed run continues with: the run's own (``saved``), with the options given now that may
+    change. Any other option given with another value than the run's is refused, naming it (old → new)."""
+    values = saved.to_dict()
+    now = TrainConfig.from_dict({**values, **{k: v for k, v in given.items() if k in CHANGEABLE_ON_RESUME}})
+    probe = TrainConfig.from_dict({**values, **dict(given)}) if given else now  # parses what was given
+    for key in given:
+        if key in CHANGEABLE_ON_RESUME:
+            continue
+        old, new = getattr(saved, key), getattr(probe, key)
+        if key == "model" and isinstance(old, str) and isinstance(new, str) and ":" in old and ":" in new:
+            continue  # your own model: the same factory at another path (its file's sha256 is checked when built)
+        if old != new:
+            raise UserError(f"{opt('resume')} cannot change {key}: the run was trained with {old!r}, now {new!r}; "
+                            f"start a new run (another {opt('out', 'FOLDER')}) to change it")
+    if now.epochs < epochs_done:
+        raise UserError(f"epochs {now.epochs} is fewer than the {epochs_done} the run has already trained; a resumed "
+                        f"run can only be extended")
+    return now
 
 
 def _plain(value: Any) -> Any:

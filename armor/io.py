@@ -12,15 +12,17 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
+from . import faults
 from .errors import UserError, opt
 
 CHECKPOINT_FORMAT = "armor-checkpoint"
 
 
-def atomic_write(path: str | Path, write: Callable[[Any], None]) -> None:
-    """Call ``write(binary_file)`` on a temp file beside ``path``, fsync, then rename over ``path``."""
+def atomic_write(path: str | Path, write: Callable[[Any], None], fault: Optional[str] = None) -> None:
+    """Call ``write(binary_file)`` on a temp file beside ``path``, fsync, then rename over ``path``. ``fault`` names
+    the write's fault-injection points (``<fault>_tmp_written``, ``<fault>_renamed``; see :mod:`armor.faults`)."""
     path = Path(path)
     if path.exists() and not path.is_file():  # never rename over a folder, a device (/dev/null) or a pipe
         raise UserError(f"cannot write {str(path)!r}: it exists and is not a regular file")
@@ -29,8 +31,12 @@ def atomic_write(path: str | Path, write: Callable[[Any], None]) -> None:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
+            if fault:
+                faults.point(f"{fault}_tmp_written")
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        if fault:
+            faults.point(f"{fault}_renamed")
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -43,6 +49,26 @@ def write_bytes(path: str | Path, data: bytes) -> None:
 
 def write_text(path: str | Path, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
+
+
+def stale_temp_files(folder: Path, prefix: str = ".") -> List[Path]:
+    """Temp files of :func:`atomic_write` (``.<name>.<random>.tmp``) that a killed write left behind."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.name.startswith(prefix) and p.name.endswith(".tmp"))
+
+
+def remove_stale_temp_files(folder: Path, prefix: str = ".") -> None:
+    """Remove them (call with the folder locked: no other armor process is writing there)."""
+    import logging
+
+    for path in stale_temp_files(folder, prefix):
+        try:
+            path.unlink()
+            logging.getLogger("armor").info("removed %s, left by an interrupted write", path)
+        except OSError:
+            pass
 
 
 # -- JSON --------------------------------------------------------------------------------------------------------
@@ -114,7 +140,7 @@ def save_checkpoint(path: str | Path, state: Dict[str, Any]) -> None:
     from .version import __version__
 
     payload = {"format": CHECKPOINT_FORMAT, "armor_version": __version__, **state}
-    atomic_write(Path(path), lambda f: torch.save(payload, f))
+    atomic_write(Path(path), lambda f: torch.save(payload, f), fault="checkpoint")
 
 
 def load_torch_file(path: str | Path, map_location: Any = "cpu", what: str = "checkpoint") -> Any:
@@ -126,13 +152,43 @@ def load_torch_file(path: str | Path, map_location: Any = "cpu", what: str = "ch
         raise UserError(f"{what} {str(path)!r} is a folder; pass a file such as {str(path / 'best.pt')!r}")
     if not path.is_file():
         raise UserError(f"{what} {str(path)!r} does not exist")
+    kind = _file_kind(path)
+    if kind not in ("zip", "pickle"):
+        raise UserError(f"cannot load {what} {str(path)!r}: it is not a PyTorch file ({kind}; a checkpoint is a zip "
+                        f"archive written by torch.save)")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        text = " ".join(str(exc).split())
+        damaged = "central directory" in text or "failed reading zip" in text
+        if "Unsupported global" in text or ("weights_only" in text and not damaged):
             reason = "it holds pickled Python objects that could run code, and armor refuses to unpickle those"
-        raise UserError(f"cannot load {what} {str(path)!r}: {reason[:200]}") from None
+        elif damaged or kind == "zip":
+            reason = "it is truncated or damaged (an incomplete zip archive): re-copy it, or resume from another one"
+        else:
+            reason = text[:200] or type(exc).__name__
+        raise UserError(f"cannot load {what} {str(path)!r}: {reason}") from None
+
+
+def _file_kind(path: Path) -> str:
+    """What a file looks like from its first bytes: ``zip`` (torch.save), ``pickle``, ``empty``, ``text`` or
+    ``unknown bytes``."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as exc:
+        raise UserError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    if not head:
+        return "an empty file"
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        return "zip"
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "pickle"
+    try:
+        head.decode("utf-8")
+        return "a text file"
+    except UnicodeDecodeError:
+        return "unknown bytes"
 
 
 def is_checkpoint(state: Any) -> bool:

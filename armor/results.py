@@ -38,13 +38,13 @@ def _pct(count: int, n: int) -> float:
     return count / n * 100 if n else float("nan")
 
 
-def _environment() -> Dict[str, Any]:
+def environment() -> Dict[str, Any]:
     """armor / torch versions and the thread count: bit-identical numbers need the same ones."""
     env: Dict[str, Any] = {"armor_version": __version__, "python": platform.python_version()}
     try:
         import torch
 
-        env.update(torch_version=torch.__version__, threads=torch.get_num_threads())
+        env.update(torch_version=str(torch.__version__), threads=torch.get_num_threads())
     except ImportError:  # pragma: no cover - armor needs torch; this keeps the schema importable without it
         pass
     return env
@@ -215,7 +215,7 @@ class TrainingRecord(Record):
     stop_reason: Optional[str]
     candidates: Dict[str, Candidate]
     train_seconds: float
-    environment: Dict[str, Any] = field(default_factory=_environment)
+    environment: Dict[str, Any] = field(default_factory=environment)
 
     @property
     def test(self) -> Evaluation:
@@ -279,7 +279,7 @@ class EvaluationRecord(Record):
     sweep: Optional[EpsSweep] = None
     corruptions: Optional[Dict[str, Any]] = None
     substitutions: List[str] = field(default_factory=list)  # what the suite changed for this data (and why)
-    environment: Dict[str, Any] = field(default_factory=_environment)
+    environment: Dict[str, Any] = field(default_factory=environment)
 
     @property
     def clean_acc(self) -> float:

@@ -4,6 +4,7 @@ Inputs live in [0, 1] and ε is measured in those units (``8/255``), never in no
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, replace
 from typing import Any, Tuple, Union
@@ -22,6 +23,24 @@ def _flat_norm(t: torch.Tensor) -> torch.Tensor:
 
 
 Bound = Union[float, Tuple[float, ...]]
+
+log = logging.getLogger("armor")
+
+
+def check_budget(threat: "ThreatModel", what: str = "eps") -> "ThreatModel":
+    """Refuse an L∞ budget as wide as the input box (every input could become any other: ``eps: 8`` meant 8/255),
+    and warn above half of it. For L2 the same with the box's diagonal."""
+    width = threat.box_width
+    if threat.norm == "l2":
+        return threat  # the L2 diagonal depends on the input size; the evaluation's own checks cover it
+    if threat.eps >= width:
+        hint = f" (did you mean {threat.eps:g}/255 = {threat.eps / 255:.4g}?)" if threat.eps > 1 else ""
+        raise UserError(f"{what} {threat.eps:g} is at least the width of the input box ({width:g}): every input could "
+                        f"be turned into any other{hint}")
+    if threat.eps > width / 2:
+        log.warning("%s %.4g is more than half the width of the input box (%.4g): a very large budget", what,
+                    threat.eps, width)
+    return threat
 
 
 def _as_bound(value: Any, name: str) -> Bound:

@@ -25,7 +25,7 @@ def bad_files(tmp_path_factory):
     return d
 
 
-QUICK = ["--epochs", "1", "--train-size", "100", "--val-size", "20", "--test-size", "20", "--quiet"]
+QUICK = ["--epochs", "1", "--train-size", "100", "--val-size", "20", "--test-size", "20", "--batch-size", "50", "--quiet"]
 
 
 @pytest.mark.parametrize("argv,needle", [

@@ -49,7 +49,7 @@ def test_torchrun_two_processes_match_one_process(tmp_path):
 
     # one set of files, written once: rank 0 only
     assert sorted(p.name for p in out.iterdir()) == ["best.pt", "config.yaml", "last.pt", "learning_curves.png",
-                                                       "metrics.jsonl", "results.json"]
+                                                       "metrics.jsonl", "results.json", "run.json"]
     records = read_jsonl(out / "metrics.jsonl")
     assert [r["epoch"] for r in records] == [1, 2, 3]
     state = torch.load(out / "best.pt", weights_only=True)

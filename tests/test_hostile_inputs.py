@@ -78,7 +78,7 @@ def hostile(tmp_path_factory, robust_run):
     return d
 
 
-Q = ["--epochs", "1", "--train-size", "30", "--val-size", "5", "--test-size", "10", "--quiet"]
+Q = ["--epochs", "1", "--train-size", "30", "--val-size", "5", "--test-size", "10", "--batch-size", "10", "--quiet"]
 
 CASES = [
     # ε, norm, steps, step size, batch size, LR and the other numbers
@@ -117,7 +117,7 @@ CASES = [
     (["train", "--dataset", "{d}/negative_labels.npz"] + Q, "holds label -1; labels must be 0..num_classes-1"),
     (["train", "--dataset", "{d}/fractional_labels.npz"] + Q, "must hold integer class labels"),
     (["train", "--dataset", "{d}/label_count.npz"] + Q, "has 39 labels for 40 images"),
-    (["train", "--dataset", "{d}/unseen_test_label.npz"] + Q, "y_test holds label 7"),
+    (["train", "--dataset", "{d}/unseen_test_label.npz"] + Q, "labels must be the contiguous classes 0..C-1: label 7"),
     (["train", "--dataset", "{d}/empty.npz"] + Q, "x_train is empty"),
     (["train", "--dataset", "{d}/shape_mismatch.npz"] + Q, "they must match"),
     (["train", "--dataset", "{d}/one_class.npz"] + Q, "single class"),

@@ -10,7 +10,7 @@ from armor.reports.sweep import write_sweep
 from armor.results import SweepPoint, SweepRecord, TrainingRecord, read_record
 from armor.training.sweep import pareto_front
 
-TINY = ["--epochs", "1", "--train-size", "100", "--val-size", "20", "--test-size", "40", "--steps", "1",
+TINY = ["--epochs", "1", "--train-size", "100", "--val-size", "20", "--test-size", "40", "--steps", "1", "--batch-size", "50",
         "--eval-steps", "2", "--eval-attacks", "pgd", "--quiet"]
 
 

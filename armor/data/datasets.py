@@ -214,6 +214,13 @@ def from_arrays(name: str, x_train, y_train, x_test, y_test, val_size: int = 100
         raise UserError(f"{name}: x_train images are {tuple(xtr.shape[1:])} but x_test images are "
                         f"{tuple(xte.shape[1:])}; they must match")
     found = int(max(ytr.max(), yte.max())) + 1
+    if num_classes is None:
+        present = set(torch.unique(torch.cat([ytr, yte])).tolist())
+        missing = sorted(set(range(found)) - present)
+        if missing:  # a stray label 12 among 0..9 would make a 13-class model without a word
+            shown = ", ".join(map(str, missing[:5])) + (" ..." if len(missing) > 5 else "")
+            raise UserError(f"{name} labels must be the contiguous classes 0..C-1: label {found - 1} appears but "
+                            f"{shown} never do; fix the labels, or set num_classes: {found} if that is intended")
     if num_classes is None and int(yte.max()) > int(ytr.max()):
         # classes are counted from the labels; a test label never seen in training is almost surely a mistake
         raise UserError(f"{name} y_test holds label {int(yte.max())}, but y_train only has labels "
@@ -302,6 +309,11 @@ def read_npz(path: Path, verify: Optional[str] = None) -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"data file {str(path)!r} does not exist")
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"cannot read {path} as an .npz archive: it is not a zip file (an .npz is a zip of .npy "
+                        f"arrays, written by numpy.savez)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in archive.files]
@@ -313,7 +325,10 @@ def read_npz(path: Path, verify: Optional[str] = None) -> dict:
     except UserError:
         raise
     except Exception as exc:  # zip errors, pickled object arrays, truncated files
-        raise UserError(f"cannot read {path} as an .npz archive of arrays ({type(exc).__name__}: {exc})") from None
+        text = " ".join(str(exc).split())
+        if "allow_pickle" in text:
+            text = "an array holds Python objects (dtype object), which armor refuses to unpickle"
+        raise UserError(f"cannot read {path} as an .npz archive of arrays ({text[:200]})") from None
     if verify:
         for key, expected in ARRAY_SHA256[verify].items():
             if _sha256(arrays[key]) != expected:
@@ -416,7 +431,7 @@ def _streamed_stats(x, seed: int, limit: int = 50_000):
 def load_dataset(name: str = "digits", data_dir: Optional[str] = None, val_size: Optional[int] = None,
                  train_size: Optional[int] = None, test_size: Optional[int] = None, seed: int = 0,
                  verify: bool = True, image_size: Optional[int] = None,
-                 memory_limit_mb: Optional[float] = None) -> Dataset:
+                 memory_limit_mb: Optional[float] = None, num_classes: Optional[int] = None) -> Dataset:
     """Load a named dataset, an ``.npz`` path, an image folder (train/ and test/ class sub-folders) or a
     CIFAR-10 pickle folder, with a fixed split."""
     name = str(name)
@@ -440,7 +455,7 @@ def load_dataset(name: str = "digits", data_dir: Optional[str] = None, val_size:
     options = dict(val_size=val, seed=seed, train_size=train_size, test_size=test_size)
     path = Path(name)
     if name.endswith(".npz") or path.is_file():
-        return from_arrays(path.stem, **read_npz(path), **options)
+        return from_arrays(path.stem, **read_npz(path), num_classes=num_classes, **options)
     if path.is_dir():
         from .folder import is_image_folder
 

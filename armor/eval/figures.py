@@ -21,7 +21,6 @@ import torch
 
 from ..attacks import PGD, input_gradient
 from ..checkpoints import load_model
-from ..data import load_dataset
 from ..errors import UserError
 from ..io import atomic_write
 from ..losses import ce
@@ -63,8 +62,7 @@ def compute_figures(run_dir: str | Path, n: int = 8, steps: int = 20, checkpoint
         raise UserError(f"n must be an integer ≥ 1, got {n!r}")
     model, cfg, state = load_model(path, device)
     dev = next(model.parameters()).device
-    data = load_dataset(cfg.dataset, data_dir or cfg.data_dir, cfg.val_size, cfg.train_size, cfg.test_size,
-                        seed=cfg.seed)
+    data = cfg.load_data(data_dir)
     index = pick_examples(data.y_test, n)
     x, y = data.x_test[index].to(dev), data.y_test[index].to(dev)
     threat = cfg.threat

@@ -19,6 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..attacks import Attack
+from ..errors import UserError
 from ..io import read_json, write_json
 from ..modes import eval_mode
 from ..results import AttackResult, Evaluation
@@ -58,14 +59,25 @@ def rows(x: Any, sl: slice) -> Any:
     return x.rows(sl) if hasattr(x, "rows") else x[sl]
 
 
-def _fingerprint(attacks: Mapping[str, Attack], x: torch.Tensor, y: torch.Tensor, batch_size: int, mode: str,
-                 seed: Optional[int]) -> str:
-    """What a saved partial evaluation must match to be resumed (attacks, data, batching, seed)."""
+def model_fingerprint(model: nn.Module) -> str:
+    """sha256 of a model's weights and buffers (its architecture shows in their names and shapes)."""
+    h = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def _fingerprint(model: nn.Module, attacks: Mapping[str, Attack], x: torch.Tensor, y: torch.Tensor, batch_size: int,
+                 mode: str, seed: Optional[int]) -> str:
+    """What a saved partial evaluation must match to be resumed: the model's weights, the attacks with every option,
+    the data, the batching and the seed — another checkpoint never resumes this one's evaluation."""
     data = hashlib.sha256(x.fingerprint().encode() if hasattr(x, "fingerprint")
                           else x.detach().float().cpu().contiguous().numpy().tobytes())
     data.update(y.detach().cpu().numpy().tobytes())
     spec = json.dumps([[name, repr(a), a.eot, repr(a.bpda)] for name, a in attacks.items()]
-                      + [batch_size, mode, seed, data.hexdigest()])
+                      + [batch_size, mode, seed, data.hexdigest(), model_fingerprint(model)])
     return hashlib.sha256(spec.encode()).hexdigest()[:16]
 
 
@@ -96,9 +108,12 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Mappin
     broken_by = torch.full((n,), -1, dtype=torch.long, device=x.device)  # index of the first attack that won
     forward = {name: 0 for name in names}
     done = 0
-    key = _fingerprint(attacks, x, y, batch_size, mode, seed) if state_path else None
+    key = _fingerprint(model, attacks, x, y, batch_size, mode, seed) if state_path else None
     if state_path and Path(state_path).is_file():
-        state = read_json(state_path)
+        try:
+            state = read_json(state_path)
+        except UserError:  # a damaged state file: nothing to resume from
+            state = None
         if isinstance(state, dict) and state.get("fingerprint") == key:
             done = int(state["batches_done"])
             dev = x.device
@@ -109,7 +124,8 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Mappin
             forward.update(state["forward_passes"])
             log.info("resuming evaluation from %s: %d batches already done", state_path, done)
         else:
-            log.warning("ignoring %s: it belongs to a different evaluation", state_path)
+            log.warning("%s belongs to another evaluation (another model, attack, data or seed) or is damaged: "
+                        "starting afresh", state_path)
     counter = [0]
     handle = _count_forward_passes(model, counter)
     batches = list(range(0, n, batch_size))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,12 +33,12 @@ from ..config import EvalConfig
 from ..data import Dataset, load_dataset
 from ..device import pick_device
 from ..errors import UserError, opt
-from ..io import load_torch_file, read_safetensors
+from ..io import load_torch_file, read_safetensors, remove_stale_temp_files
 from ..models import ModelSpec, build_model
 from ..models.user import Normalized, build_user_model, output_adapter, sha256_of
 from ..modes import eval_mode
 from ..results import EvaluationRecord
-from ..threat import ThreatModel
+from ..threat import ThreatModel, check_budget
 from .robust import evaluate
 
 log = logging.getLogger("armor")
@@ -53,10 +54,30 @@ def attacks_for(threat: ThreatModel, options: EvalConfig) -> Dict[str, Attack]:
 
 
 def output_path(options: EvalConfig) -> Path:
+    """``--out``, else beside the checkpoint: ``eval.json`` for ``best.pt``, ``eval_<name>.json`` for any other
+    checkpoint (so evaluations of best.pt, last.pt and best_ema.pt never share a file or a resume state)."""
     if options.out:
         return Path(options.out)
     source = options.checkpoint or options.weights
-    return Path(source).parent / "eval.json" if source else Path("eval.json")
+    if not source:
+        return Path("eval.json")
+    source = Path(source)
+    return source.parent / ("eval.json" if source.name == "best.pt" else f"eval_{source.stem}.json")
+
+
+def check_output(path: Path) -> None:
+    """The record can be written there (checked before any evaluation work)."""
+    if path.exists() and not path.is_file():
+        raise UserError(f"cannot write {str(path)!r}: it exists and is not a regular file")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise UserError(f"cannot write {str(path)!r}: folder {str(folder)!r} does not exist")
+    probe = folder / f".{path.name}.armor-probe"
+    try:  # a real write: permissions, read-only file systems and full disks all show here (root ignores modes)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
 
 
 @dataclass
@@ -79,10 +100,10 @@ def _threat(options: EvalConfig, norm: str, eps: float, data: Dataset) -> Threat
                        data.upper, immutable)
 
 
-def _load_data(name: str, options: EvalConfig, data_dir: Optional[str] = None, **split: Any) -> Dataset:
+def _load_data(cfg: Any, options: EvalConfig) -> Dataset:
     if options.data is not None:  # the user's data: evaluated as given (its test split, or its only split)
         return load_eval_data(options.data, options.data_dir)
-    return load_dataset(name, options.data_dir or data_dir, **split)
+    return cfg.load_data(options.data_dir)
 
 
 def load_eval_data(name: str, data_dir: Optional[str] = None) -> Dataset:
@@ -117,9 +138,7 @@ def load_eval_data(name: str, data_dir: Optional[str] = None) -> Dataset:
 
 def _from_checkpoint(options: EvalConfig, dev: torch.device) -> Subject:
     model, cfg, state = load_model(options.checkpoint, options.device, user_code=options.model)
-    data = _load_data(cfg.dataset, options, cfg.data_dir, val_size=cfg.val_size, train_size=cfg.train_size,
-                      test_size=cfg.test_size, seed=cfg.seed, image_size=cfg.image_size,
-                      memory_limit_mb=cfg.memory_limit_mb)
+    data = _load_data(cfg, options)
     spec = state.get("model_spec") or state.get("dataset", {})
     _same_shape(data, spec.get("input_shape"), f"the checkpoint's model")
     meta = state.get("dataset", {})
@@ -138,9 +157,7 @@ def _from_export(options: EvalConfig, dev: torch.device) -> Subject:
     model = build_model(spec, options.model, f"export {options.weights!r}").to(dev)
     load_weights(model, tensors, options.weights)
     cfg = saved_config({"config": meta["config"], "armor_version": meta.get("armor_version")})
-    data = _load_data(cfg.dataset, options, cfg.data_dir, val_size=cfg.val_size, train_size=cfg.train_size,
-                      test_size=cfg.test_size, seed=cfg.seed, image_size=cfg.image_size,
-                      memory_limit_mb=cfg.memory_limit_mb)
+    data = _load_data(cfg, options)
     _same_shape(data, spec.input_shape, "the exported model")
     ds = meta.get("dataset", {})
     if options.data is None:
@@ -319,10 +336,21 @@ def evaluate_checkpoint(checkpoint: Optional[str | Path] = None, config: Optiona
     elif checkpoint is not None:
         config.checkpoint = str(checkpoint)
     config.check_source()
+    path = output_path(config)
+    check_output(path)
     subject = subject_of(config)
-    if config.sweep:  # every budget checked before any work
-        [subject.threat.scaled(e) for e in config.sweep]
-    return run_evaluation(subject, config, output_path(config))
+    check_budget(subject.threat)
+    for eps in config.sweep or ():  # every budget checked before any work
+        check_budget(subject.threat.scaled(eps), "sweep eps")
+    from .. import locks
+
+    lock = path.with_name(f".{path.name}.armor.lock")
+    locks.acquire(lock, f"evaluation output {str(path)!r}")
+    try:
+        remove_stale_temp_files(path.parent, prefix=f".{path.name}")
+        return run_evaluation(subject, config, path)
+    finally:
+        locks.release(lock)
 
 
 def evaluate_robustness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,

@@ -6,8 +6,8 @@ It knows only the :class:`~armor.methods.Method` protocol, never a particular me
 from __future__ import annotations
 
 import copy
+import json
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -16,25 +16,26 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .. import distributed
+from .. import distributed, faults
 from ..accel import Precision, maybe_compile, resolve_amp, to_memory_format, use_channels_last
 from ..attacks import PGD
 from ..attacks.suites import attack_list
 from ..checkpoints import load_weights, model_spec, saved_config, spec_of
-from ..config import TrainConfig, dump_yaml
-from ..data import augment, load_dataset, resolve_preset
+from ..config import TrainConfig, dump_yaml, resumed_config
+from ..data import augment, resolve_preset
 from ..device import pick_device
 from ..errors import TrainingDiverged, UserError, opt
 from ..eval.robust import evaluate
-from ..io import append_jsonl, load_checkpoint, read_jsonl, save_checkpoint, truncate_jsonl, write_text
+from ..io import append_jsonl, load_checkpoint, read_jsonl, save_checkpoint, write_text
 from ..methods import Method, create_method
 from ..models import build_model
 from ..models.user import is_reference
-from ..results import Candidate, TrainingRecord
+from ..results import Candidate, TrainingRecord, environment
 from ..schedules import ThreatSchedule, lr_factor
-from ..threat import ThreatModel
+from ..threat import ThreatModel, check_budget
 from .callbacks import Callback, TrainContext, default_callbacks
 from .guards import guard_callbacks
+from .run_folder import RunFolder, new_run_id
 
 log = logging.getLogger("armor")
 
@@ -57,7 +58,11 @@ class Trainer:
     ``best.pt`` and ``results.json`` into the run folder."""
 
     def __init__(self, cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
-                 progress: Optional[bool] = None, callbacks: Optional[List[Callback]] = None):
+                 progress: Optional[bool] = None, callbacks: Optional[List[Callback]] = None,
+                 given: Optional[Dict[str, Any]] = None):
+        """Every check of the run's input happens here before anything on disk changes; the run folder is locked
+        and prepared last. ``given`` (resume only): the options set now, compared with the run's own — ``epochs``
+        may grow and where the run lives or looks may change; anything else changed is refused."""
         self.cfg = cfg
         self.stop_reason: Optional[str] = None
         self.out = cfg.out_dir()
@@ -66,24 +71,28 @@ class Trainer:
             raise UserError(f"batch_size {cfg.batch_size} (the global batch) must be divisible by the "
                             f"{self.dist.world_size} processes")
         self.progress = progress if self.dist.is_main else False
-        self.dist.run_on_main(lambda: self._prepare_out_dir(resume, overwrite))
+        self.folder = RunFolder(self.out)
+        mode = self.dist.broadcast_object(self.dist.run_on_main(lambda: self.folder.plan(resume, overwrite)))
+        self.dist.run_on_main(self.folder.check_writable)
         self.resume_state = None
         invoked_model = cfg.model  # what the user named now (user code is imported only when named now)
         if resume:  # rank 0 reads the checkpoint and hands it to the others (no shared disk needed)
-            self.resume_state = self.dist.broadcast_object(
-                self.dist.run_on_main(lambda: load_checkpoint(self.out / "last.pt")))
+            self.resume_state = self.dist.broadcast_object(self.dist.run_on_main(self._read_last))
         if self.resume_state is not None:
-            saved = saved_config(self.resume_state)
-            saved.epochs, saved.out = cfg.epochs, cfg.out  # a resumed run may be extended
-            self.cfg = cfg = saved
+            given = cfg.changed_from_default() if given is None else dict(given)
+            self.cfg = cfg = resumed_config(saved_config(self.resume_state), given, int(self.resume_state["epoch"]))
+            _warn_threads(self.resume_state)
         self.device = distributed.device_for(self.dist, pick_device(cfg.device))
         torch.manual_seed(cfg.seed)
-        self.data = load_dataset(cfg.dataset, cfg.data_dir, cfg.val_size, cfg.train_size, cfg.test_size,
-                                 seed=cfg.seed, image_size=cfg.image_size,
-                                 memory_limit_mb=cfg.memory_limit_mb).to(self.device)
+        self.data = cfg.load_data().to(self.device)
+        if cfg.batch_size > len(self.data.x_train):
+            raise UserError(f"batch_size {cfg.batch_size} is larger than the {len(self.data.x_train)} training "
+                            f"examples (one step an epoch, the rest unused); use at most {len(self.data.x_train)}")
         self.meta = self.data.meta()
         self.augment = resolve_preset(cfg.augment, self.data.name, self.data.input_shape)
-        self.schedule = ThreatSchedule(cfg.threat_for(self.meta), cfg.eps_warmup)  # the one owner of ε over time
+        threat = cfg.threat_for(self.meta)
+        check_budget(threat)
+        self.schedule = ThreatSchedule(threat, cfg.eps_warmup)  # the one owner of ε over time
         self.spec = spec_of(self.resume_state) if self.resume_state is not None else model_spec(cfg, self.meta)
         user_code = invoked_model if is_reference(invoked_model) else None
         self.model = build_model(self.spec, user_code, f"run {str(self.out)!r}").to(self.device)
@@ -95,9 +104,40 @@ class Trainer:
         self.context = TrainContext(self)
         self.skipped_steps = 0
         self.start_epoch = 0
+        self.history: List[Dict[str, Any]] = []
+        self.run_id = new_run_id()
         self.best: Dict[str, Any] = {"epoch": None, "val_robust_acc": -1.0, "val_clean_acc": -1.0}
         if self.resume_state is not None:
             self._restore(self.resume_state)
+        # every check passed: only now does anything on disk change
+        self.dist.run_on_main(lambda: self.folder.open(mode))
+        if self.dist.is_main:
+            if self.resume_state is not None:
+                self._sync_history_file()
+                if "epochs" in (given or {}):  # an extended run: its config.yaml says so
+                    write_text(self.out / "config.yaml", dump_yaml(cfg.to_dict()))
+            else:
+                write_text(self.out / "config.yaml", dump_yaml(cfg.to_dict()))
+                self.folder.write_identity(self.run_id, {"config": "config.yaml"})
+
+    def _read_last(self) -> Dict[str, Any]:
+        state = load_checkpoint(self.out / "last.pt")
+        self.folder.check_checkpoint(state)
+        return state
+
+    def _sync_history_file(self) -> None:
+        """metrics.jsonl = the checkpoint's history: a record lost to a kill between checkpoint and append, a torn
+        or damaged line, are restored from the checkpoint; nothing valid is dropped."""
+        path = self.out / "metrics.jsonl"
+        on_disk = read_jsonl(path)
+        if on_disk[:len(self.history)] != self.history:
+            log.info("metrics.jsonl rewritten from last.pt's history (%d epochs)", len(self.history))
+        write_text(path, "".join(json.dumps(r) + "\n" for r in self.history))
+
+    def close(self) -> None:
+        """Release the run folder (and the process group under torchrun)."""
+        self.folder.close()
+        self.dist.close()
 
     @property
     def threat(self) -> ThreatModel:
@@ -105,28 +145,6 @@ class Trainer:
         return self.schedule.threat
 
     # -- set-up ----------------------------------------------------------------------------------
-    def _prepare_out_dir(self, resume: bool, overwrite: bool) -> None:
-        out = self.out
-        if resume:
-            if not (out / "last.pt").is_file():
-                raise UserError(f"cannot resume: {str(out)!r} holds no last.pt; start the run without {opt('resume')}")
-            return
-        if out.exists() and not out.is_dir():
-            raise UserError(f"output path {str(out)!r} is a file, not a folder")
-        if out.is_dir() and any(out.iterdir()):
-            if not overwrite:
-                raise UserError(f"output folder {str(out)!r} already holds files; pass {opt('resume')} to continue "
-                                f"that run, {opt('overwrite')} to replace it, or choose another {opt('out', 'FOLDER')}")
-        try:
-            if overwrite and out.is_dir():
-                shutil.rmtree(out)
-            out.mkdir(parents=True, exist_ok=True)
-            probe = out / ".armor-write-test"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
-            raise UserError(f"cannot write to output folder {str(out)!r}: {exc.strerror or exc}") from None
-
     def _setup_speed(self) -> None:
         """AMP, channels_last, SyncBN, compile and DDP for the training step. ``self.model`` stays the plain
         module (checkpoints, evaluation, callbacks); ``self.train_model`` wraps it, sharing its parameters."""
@@ -150,6 +168,7 @@ class Trainer:
         return torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def _restore(self, state: Dict[str, Any]) -> None:
+        """Everything of ``last.pt`` back in memory (the files are brought in line after the folder is locked)."""
         load_weights(self.model, state["model"], self.out / "last.pt")
         self.optimizer.load_state_dict(state["optimizer"])
         self.start_epoch = int(state["epoch"])
@@ -159,8 +178,11 @@ class Trainer:
                 cb.load_state_dict(state["callbacks"][cb.name])
         _set_rng_state(state["rng"])
         self.precision.load_state_dict(state.get("grad_scaler", {}))
-        if self.dist.is_main:
-            truncate_jsonl(self.out / "metrics.jsonl", lambda r: r.get("epoch", 0) <= self.start_epoch)
+        self.run_id = state.get("run_id") or self.folder.identity() or self.run_id
+        if "history" in state:
+            self.history = [dict(r) for r in state["history"]]
+        else:  # armor 0.1 checkpoints: the history is what metrics.jsonl holds up to the checkpoint's epoch
+            self.history = [r for r in read_jsonl(self.out / "metrics.jsonl") if r.get("epoch", 0) <= self.start_epoch]
         log.info("resuming %s after epoch %d", self.out, self.start_epoch)
 
     def _state(self, epoch: int) -> Dict[str, Any]:
@@ -168,7 +190,8 @@ class Trainer:
                 "config": self.cfg.to_dict(), "dataset": self.meta, "model_spec": self.spec.to_dict(),
                 "best": dict(self.best), "rng": _rng_state(),
                 "callbacks": {cb.name: cb.state_dict() for cb in self.callbacks},
-                "grad_scaler": self.precision.state_dict()}
+                "grad_scaler": self.precision.state_dict(), "history": list(self.history), "run_id": self.run_id,
+                "environment": environment()}
 
     # -- what callbacks reach through the context ---------------------------------------------------------
     def save_candidate(self, name: str, model: nn.Module, epoch: int) -> None:
@@ -231,6 +254,8 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 self.precision.backward_step(out.loss, self.optimizer)
                 stepped = out
+                if b == batches // 2:
+                    faults.point("mid_epoch")
                 for cb in self.callbacks:
                     cb.on_step_end(self.context, out)
             if stepped is None:
@@ -282,22 +307,37 @@ class Trainer:
             x, y = x[:size], y[:size]  # the same first examples every time: curves compare like with like
         if len(x) == 0:
             return {}
+        faults.point(f"mid_{'validation' if split == 'val' else 'test'}")
         res = evaluate(model, x, y, {"pgd": PGD(self.threat, steps=self.cfg.val_steps)}, batch_size=512,
                        dist=self.dist)
         return {f"{split}_clean_acc": res.clean_acc, f"{split}_robust_acc": res.acc("pgd")}
 
     def fit(self) -> TrainingRecord:
+        """Train the remaining epochs and test the best checkpoint. An ``overwrite`` replaced run comes back if this
+        one fails before its first checkpoint; the run folder is released at the end either way."""
+        try:
+            return self._fit()
+        except BaseException:
+            if self.dist.is_main:
+                self.folder.failed()
+            raise
+        finally:
+            self.folder.close()
+
+    def _fit(self) -> TrainingRecord:
         cfg = self.cfg
-        if self.resume_state is None and self.dist.is_main:
-            write_text(self.out / "config.yaml", dump_yaml(cfg.to_dict()))
+        if self.resume_state is None:
             log.info("%s | %s | %s | %s", self.data.describe(), cfg.model, cfg.method, self.threat)
         for cb in self.callbacks:
             cb.on_train_start(self.context)
         for epoch in range(self.start_epoch, cfg.epochs):
             start = time.perf_counter()
+            faults.point("epoch_start")
             record: Dict[str, Any] = {"epoch": epoch + 1, **self.train_epoch(epoch)}
+            faults.point("after_train_epoch")
             if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
                 record.update(self.validate())
+            faults.point("after_validation")
             if cfg.test_every and ((epoch + 1) % cfg.test_every == 0 or epoch + 1 == cfg.epochs):
                 record.update(self.measure(self.model, "test"))
             for cb in self.callbacks:
@@ -307,12 +347,17 @@ class Trainer:
             if improved:
                 self.best = {"epoch": epoch + 1, "val_robust_acc": record.get("val_robust_acc", -1.0),
                              "val_clean_acc": record.get("val_clean_acc", -1.0)}
-            if self.dist.is_main:  # one writer: rank 0
+            self.history.append(record)
+            if self.dist.is_main:  # one writer: rank 0; the checkpoint carries the history, metrics.jsonl mirrors it
                 state = self._state(epoch + 1)
                 if improved:
                     save_checkpoint(self.out / "best.pt", state)
+                    faults.point("after_best")
                 save_checkpoint(self.out / "last.pt", state)
+                self.folder.committed()  # the new run has a checkpoint: a run it replaced can go
+                faults.point("after_last")
                 append_jsonl(self.out / "metrics.jsonl", record)
+                faults.point("after_history")
             log.info(_format_record(record))
             if self.stop_reason:
                 log.warning("stopping after epoch %d: %s", epoch + 1, self.stop_reason)
@@ -345,9 +390,10 @@ class Trainer:
         best_epoch = self.dist.broadcast_object(best["epoch"] if best is not None else None)
         cfg = self.cfg
         attacks = attack_list(self.threat, cfg.eval_attacks, steps=cfg.eval_steps, restarts=cfg.eval_restarts)
+        faults.point("mid_final_test")
         result = evaluate(self.model, self.data.x_test, self.data.y_test, attacks, progress=bool(self.progress),
                           dist=self.dist)
-        records = read_jsonl(self.out / "metrics.jsonl")
+        records = self.history
         last_epoch = records[-1]["epoch"] if records else self.start_epoch
         candidates = {"best": Candidate("best.pt", best_epoch, result)}
         for cb in self.callbacks:  # EMA/SWA averages: each tested from its own best checkpoint
@@ -367,7 +413,9 @@ class Trainer:
                                 candidates=candidates,
                                 train_seconds=round(sum(r.get("seconds", 0) for r in records), 2))
         if self.dist.is_main:
+            faults.point("before_results")
             record.write(self.out / "results.json")
+            faults.point("after_results")
             log.info("best epoch %s; %s", best_epoch, outcome)
             if cfg.plot:
                 from ..reports.plots import write_learning_curves
@@ -375,6 +423,14 @@ class Trainer:
                 write_learning_curves(records, self.out / "learning_curves.png",
                                       title=f"{self.data.name} {cfg.method}", best_epoch=best_epoch)
         return record
+
+
+def _warn_threads(state: Dict[str, Any]) -> None:
+    then = (state.get("environment") or {}).get("threads")
+    now = torch.get_num_threads()
+    if then is not None and then != now:
+        log.warning("this run was trained with %d torch threads and resumes with %d: the result will not be "
+                    "bit-identical to an uninterrupted run (same thread count needed)", then, now)
 
 
 def _format_record(r: Dict[str, Any]) -> str:
