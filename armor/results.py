@@ -15,8 +15,8 @@ export) goes through :func:`read_record` and the classes below, never through a 
   (``demo.json``, kind ``comparison``).
 
 ``autoattack_acc`` is written by exactly one rule (:func:`autoattack_allowed`): only for the ``autoattack``
-suite at its full budget on the whole requested split. No suite armor has today is AutoAttack's composition,
-so no record carries it; a reduced budget is listed in ``EvaluationRecord.reduced``.
+suite (AutoAttack's standard version: APGD-CE, APGD-T, FAB-T, Square) at its full budget on the whole requested
+split; every other suite, and a reduced budget (listed in ``EvaluationRecord.reduced``), never carries it.
 """
 from __future__ import annotations
 

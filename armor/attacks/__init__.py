@@ -3,6 +3,7 @@ from ..threat import ThreatModel
 from .adaptive import adaptive
 from .apgd import APGD, APGDTargeted
 from .base import ATTACKS, Attack, input_gradient
+from .fab import FAB, FABTargeted
 from .fgsm import FGSM
 from .pgd import PGD
 from .square import Square
@@ -15,5 +16,5 @@ def create_attack(name: str, threat: ThreatModel, **options) -> Attack:
     return ATTACKS.create(name, threat, **options)
 
 
-__all__ = ["APGD", "APGDTargeted", "ATTACKS", "Attack", "FGSM", "PGD", "SUITES", "Square", "adaptive",
-           "create_attack", "input_gradient", "suite_attacks"]
+__all__ = ["APGD", "APGDTargeted", "ATTACKS", "Attack", "FAB", "FABTargeted", "FGSM", "PGD", "SUITES", "Square",
+           "adaptive", "create_attack", "input_gradient", "suite_attacks"]

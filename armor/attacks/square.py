@@ -2,10 +2,12 @@
 
 Each query changes one random square window of the perturbation and keeps the change if the margin
 (true logit minus the best other logit) went down. The window's share of the image, ``p``, starts at
-``p_init`` and is halved on a fixed schedule over the query budget. Only examples the model still
-classifies correctly are queried, and an example stops as soon as it is fooled (margin < 0), so
-``queries`` bounds the forward passes per example. Because it never looks at a gradient, a model whose
-gradients are masked cannot hide from it: Square beating the gradient attacks is a masking symptom.
+``p_init`` and is halved on a fixed schedule over the query budget (the paper's 10 000-query schedule
+stretched to ``queries``; ``rescale_schedule=False`` keeps it on the 10 000-query scale, as AutoAttack's
+standard version runs it). Only examples the model still classifies correctly are queried, and an
+example stops as soon as it is fooled (margin < 0), so ``queries`` bounds the forward passes per
+example. Because it never looks at a gradient, a model whose gradients are masked cannot hide from it:
+Square beating the gradient attacks is a masking symptom.
 
 L∞: the window is set to ±ε per channel (vertex of the ball). L2: the window gets a smooth bump that
 takes over the energy of itself and a second window, which is emptied, so the perturbation stays on
@@ -26,8 +28,8 @@ from .base import ATTACKS, Attack, check_steps
 _SCHEDULE = ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 64), (6000, 128), (8000, 256))
 
 
-def window_fraction(it: int, queries: int, p_init: float) -> float:
-    scaled = int(it / queries * 10000)
+def window_fraction(it: int, queries: int, p_init: float, rescale: bool = True) -> float:
+    scaled = int(it / queries * 10000) if rescale else it
     for last, divisor in _SCHEDULE:
         if scaled <= last:
             return p_init / divisor
@@ -42,15 +44,19 @@ class Square(Attack):
     needs_images = True
 
     def __init__(self, threat: ThreatModel, queries: int = 5000, p_init: float | None = None,
-                 targeted: bool = False, eot: int = 1, bpda=None):
+                 rescale_schedule: bool = True, targeted: bool = False, eot: int = 1, bpda=None):
         super().__init__(threat, "margin", targeted, eot, bpda)
         self.queries = check_steps(queries, "queries")
         self.p_init = float(p_init) if p_init is not None else (0.8 if threat.norm == "linf" else 0.1)
         if not 0 < self.p_init <= 1:
             raise UserError(f"p_init must be in (0, 1], got {p_init!r}")
+        if not isinstance(rescale_schedule, bool):
+            raise UserError(f"rescale_schedule must be true or false, got {rescale_schedule!r}")
+        self.rescale_schedule = rescale_schedule
 
     def __repr__(self) -> str:
-        return f"Square({self.threat}, queries={self.queries}, p_init={self.p_init})"
+        rescale = "" if self.rescale_schedule else ", rescale_schedule=False"
+        return f"Square({self.threat}, queries={self.queries}, p_init={self.p_init}{rescale})"
 
     def margin(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """> 0 while the attack has not succeeded; the attack drives it below 0."""
@@ -69,7 +75,7 @@ class Square(Attack):
                 todo = (margin > 0).nonzero().squeeze(1)
                 if todo.numel() == 0:
                     break
-                p = window_fraction(it, self.queries, self.p_init)
+                p = window_fraction(it, self.queries, self.p_init, self.rescale_schedule)
                 candidate = self._propose(x[todo], x_best[todo], p)
                 new_margin = self.margin(model(candidate), y[todo])
                 better = new_margin < margin[todo]
