@@ -318,7 +318,7 @@ class EvaluationRecord(Record):
                  "eps": self.threat["eps"], "architecture": self.architecture, "clean_acc": self.result.clean_acc,
                  "robust_acc": self.result.worst_case_acc, "n_examples": self.result.n,
                  "attacks": self.suite or "custom: " + ", ".join(self.attacks), "reduced_budget": list(self.reduced)}
-        if autoattack_allowed(self.suite, self.reduced):
+        if autoattack_allowed(self.suite, [*self.reduced, *self.substitutions]):  # a changed attack is not AutoAttack
             entry["autoattack_acc"] = self.result.worst_case_acc
         return entry
 
