@@ -291,7 +291,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         last = Path(values["out"]) / "last.pt"
         base = saved_config(load_checkpoint(last)).to_dict() if last.is_file() else {}
         cfg = TrainConfig.from_dict({**base, **values}) if base else TrainConfig.from_dict(values)
-        run = armor_train(cfg, resume=True, progress=None if not args.quiet else False, given=given)
+        run = armor_train(cfg, resume=True, overwrite=args.overwrite, progress=None if not args.quiet else False,
+                          given=given)
     else:
         cfg = TrainConfig.from_dict(values)
         run = armor_train(cfg, overwrite=args.overwrite, progress=None if not args.quiet else False)

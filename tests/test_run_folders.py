@@ -348,7 +348,7 @@ def test_a_bad_sweep_value_is_refused_before_any_work(tmp_path, capsys, monkeypa
 
 
 @pytest.mark.parametrize("content,needle", [
-    (b"\x13\x37" * 500, "it is not a PyTorch file (unknown bytes"),
+    (bytes(range(128, 256)) * 4, "it is not a PyTorch file (unknown bytes"),
     (b"just some notes\n", "it is not a PyTorch file (a text file"),
     (b"", "it is not a PyTorch file (an empty file"),
 ])

@@ -104,7 +104,8 @@ def write_learning_curves(records: Sequence[Dict[str, Any]], path: Path, title: 
         acc_ax.axvline(best_epoch, color="grey", lw=0.8, label=f"best epoch {best_epoch}")
     acc_ax.set_ylabel("accuracy (%)")
     acc_ax.grid(alpha=0.3)
-    acc_ax.legend(fontsize=8, ncol=2)
+    if acc_ax.get_legend_handles_labels()[0]:
+        acc_ax.legend(fontsize=8, ncol=2)
     acc_ax.set_title(title)
     lrs = [(r["epoch"], r["lr"]) for r in records if r.get("lr") is not None]
     if lrs:

@@ -62,8 +62,9 @@ class RunFolder:
                             f"give one of them")
         if out.exists() and not out.is_dir():
             raise UserError(f"output path {str(out)!r} is a file, not a folder")
+        self._settle_replaced()  # an overwrite killed half-way is undone first: the folder shows what it holds
         files = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
-        has_checkpoint = any((out / c).is_file() for c in CHECKPOINTS)
+        resumable = (out / "last.pt").is_file()
         if resume:
             if not (out / "last.pt").is_file():
                 if files and set(files) <= START_FILES | {f for f in files if f.endswith(".tmp")}:
@@ -73,8 +74,8 @@ class RunFolder:
             return "resume"
         if not files:
             return "fresh"
-        if not has_checkpoint and set(files) <= START_FILES | {f for f in files if f.endswith(".tmp")}:
-            return "restart"  # a run that never finished an epoch: nothing of value to keep
+        if not resumable and set(files) <= START_FILES | {"best.pt"} | {f for f in files if f.endswith(".tmp")}:
+            return "restart"  # a run killed before its first last.pt (best.pt comes first): nothing to resume
         if not overwrite:
             raise UserError(f"output folder {str(out)!r} already holds files; pass {opt('resume')} to continue that "
                             f"run, {opt('overwrite')} to replace it, or choose another {opt('out', 'FOLDER')}")
@@ -103,14 +104,13 @@ class RunFolder:
         except OSError as exc:
             raise UserError(f"cannot write to output folder {str(out)!r}: {exc.strerror or exc}") from None
         locks.acquire(self.lock_path, f"run folder {str(out)!r}")
-        self._settle_replaced()
         self.mode = mode
         try:
             if mode == "overwrite":
                 self.aside = out.parent / f".{out.name}.replaced-{os.getpid()}"
                 os.replace(out, self.aside)
             elif mode == "restart":
-                for name in START_FILES:
+                for name in (*START_FILES, "best.pt"):
                     (out / name).unlink(missing_ok=True)
             out.mkdir(parents=True, exist_ok=True)
             remove_stale_temp_files(out)
@@ -127,8 +127,8 @@ class RunFolder:
         for aside in self._replaced():
             pid = aside.name.rsplit("-", 1)[-1]
             if pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)):
-                continue
-            if any((self.path / c).is_file() for c in CHECKPOINTS):
+                continue  # a live overwrite in progress
+            if (self.path / "last.pt").is_file():
                 shutil.rmtree(aside, ignore_errors=True)
                 log.info("removed %s, the run an earlier overwrite replaced", aside)
             else:
