@@ -43,7 +43,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -285,6 +285,7 @@ class Check:
                                        "bench_rows": []}
         self.data: Optional[Dict[str, Any]] = None  # dataset flags for train, when the data part found some
         self.selected: Sequence[str] = ORDER  # the parts this run was asked for
+        self.running: Sequence[str] = []  # the parts of the step under way
 
     # -- output -------------------------------------------------------------------------------------------------------
     def say(self, text: str = "") -> None:
@@ -331,8 +332,10 @@ class Check:
         with open(log_file, "w") as f:
             f.write("$ " + " ".join(cmd) + "\n")
             f.flush()
+            # its own process group (killed whole: torchrun's workers too), not its own session: whatever ends
+            # this script's session (the device tool at its time limit) still ends the part
             proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=str(ROOT), env=self.env,
-                                    start_new_session=True)
+                                    preexec_fn=os.setpgrp)
             timed_out = False
             try:
                 rc = proc.wait(timeout=max(limit, 1))
@@ -340,6 +343,9 @@ class Check:
                 timed_out = True
                 _kill_group(proc)
                 rc = proc.returncode
+            finally:
+                if proc.poll() is None:  # interrupted (a signal to this script): leave nothing running
+                    _kill_group(proc)
         seconds = time.perf_counter() - start
         text = log_file.read_text(errors="replace")
         with open(self.log_path, "a") as f:
@@ -688,9 +694,12 @@ def summary_text(check: Check) -> str:
     for name, part in r["parts"].items():
         lines.append(f"{name:15s} {part['status']:8s} {part.get('seconds', 0):6.1f} s  "
                      f"{part.get('summary') or part.get('error') or ''}")
-    ok = all(p["status"] == "ok" for p in r["parts"].values())
-    lines += ["", "all parts ok" if ok else "NOT all parts ok: " + ", ".join(
-        f"{n} {p['status']}" for n, p in r["parts"].items() if p["status"] != "ok")]
+    if r.get("all_ok"):
+        lines += ["", "all parts ok"]
+    else:
+        bad = [f"{n} {p['status']}" for n, p in r["parts"].items() if p["status"] != "ok"]
+        lines += ["", "NOT all parts ok: " + (", ".join(bad) or "none finished")
+                  + (f" (interrupted by {r['interrupted']})" if r.get("interrupted") else "")]
     return "\n".join(lines)
 
 
@@ -728,6 +737,34 @@ def run_check(args: argparse.Namespace) -> int:
               f"out {check.out}; work {check.work}")
     check.write_json()
     check.selected = parts
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, _interrupt)
+    try:
+        _run_steps(check, parts)
+    except Interrupted as exc:
+        check.result["interrupted"] = str(exc)
+        for name in check.running:
+            check.result["parts"][name] = {"status": "interrupted", "seconds": 0.0, "error": f"by {exc}"}
+        check.say(f"gpu_check: interrupted by {exc}; the parts done so far are in {check.out / 'gpu_check.json'}")
+    check.result["all_ok"] = "interrupted" not in check.result and all(
+        p["status"] == "ok" for p in check.result["parts"].values())
+    check.write_json()
+    text = summary_text(check)
+    (check.out / "gpu_check.txt").write_text(text + "\n")
+    check.say("")
+    check.say(text)
+    return 0 if check.result["all_ok"] else 1
+
+
+class Interrupted(BaseException):
+    """A signal to this script (SIGTERM from a time limit, SIGINT, SIGHUP) — not a part's failure."""
+
+
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def _run_steps(check: Check, parts: Sequence[str]) -> None:
     best_pt: Optional[str] = None
     for step in check.sizes["steps"]:
         names = [n for n in step if n in parts]
@@ -737,6 +774,7 @@ def run_check(args: argparse.Namespace) -> int:
             for name in names:
                 check.record(name, {"status": "skipped", "seconds": 0.0, "error": "the time budget is spent"})
             continue
+        check.running = names
         try:
             if names[0].startswith("bench_"):
                 results = part_bench(check, names)
@@ -752,15 +790,9 @@ def run_check(args: argparse.Namespace) -> int:
         except Exception as exc:  # a bug in this script must not cost the other parts
             error = f"gpu_check: {type(exc).__name__}: {exc}"[:300]
             results = {name: {"status": "failed", "seconds": 0.0, "error": error} for name in names}
+        check.running = []
         for name in names:
             check.record(name, results[name])
-    check.result["all_ok"] = all(p["status"] == "ok" for p in check.result["parts"].values())
-    check.write_json()
-    text = summary_text(check)
-    (check.out / "gpu_check.txt").write_text(text + "\n")
-    check.say("")
-    check.say(text)
-    return 0 if check.result["all_ok"] else 1
 
 
 # == internal entry points (run in their own processes) =================================================================

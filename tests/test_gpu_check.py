@@ -250,3 +250,19 @@ def test_one_bench_variant_in_its_own_process(tmp_path):
     assert part["status"] == "ok", part.get("tail")
     assert part["row"]["precision"] == "bf16" and part["row"]["channels_last"] and part["row"]["clean_step_ms"] > 0
     assert [r["variant"] for r in check.result["bench_rows"]] == ["bf16+channels_last"]
+
+
+def test_a_signal_stops_the_running_part_and_still_writes_the_report(tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, str(BENCH / "gpu_check.py"), "--cpu-smoke", "--no-cifar", "--parts",
+                             "torchrun", "--out", str(out), "--work", str(tmp_path / "w")], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 60
+    while not (tmp_path / "w" / "logs" / "torchrun_train.log").is_file() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.terminate()  # SIGTERM, as a time limit sends it
+    stdout, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1, stdout
+    report = json.loads((out / "gpu_check.json").read_text())
+    assert report["interrupted"] == "SIGTERM" and report["parts"]["torchrun"]["status"] == "interrupted"
+    assert not report["all_ok"] and "interrupted by SIGTERM" in (out / "gpu_check.txt").read_text()
