@@ -266,3 +266,31 @@ def test_a_signal_stops_the_running_part_and_still_writes_the_report(tmp_path):
     report = json.loads((out / "gpu_check.json").read_text())
     assert report["interrupted"] == "SIGTERM" and report["parts"]["torchrun"]["status"] == "interrupted"
     assert not report["all_ok"] and "interrupted by SIGTERM" in (out / "gpu_check.txt").read_text()
+
+
+def test_the_wrapper_stashes_then_runs_from_the_stash(tmp_path, chunked):
+    """gpu_check.sh as the device runs it, in a copy of the checkout: a call that carried chunks stashes them outside
+    the checkout; the run finds them there (no --chunks given)."""
+    _, chunks, _ = chunked
+    checkout = tmp_path / "checkout"
+    (checkout / "benchmarks").mkdir(parents=True)
+    for name in ("gpu_check.py", "gpu_check.sh"):
+        (checkout / "benchmarks" / name).write_bytes((BENCH / name).read_bytes())
+    (checkout / "armor").symlink_to(ROOT / "armor")
+    (checkout / "data_chunks").mkdir()
+    for path in chunks.iterdir():
+        (checkout / "data_chunks" / path.name).write_bytes(path.read_bytes())
+    env = {**os.environ, "PYTHON": sys.executable, "ARMOR_CHUNKS": str(tmp_path / "stash"), "OUT": str(tmp_path / "out"),
+           "OMP_NUM_THREADS": "1"}
+    sh = ["bash", str(checkout / "benchmarks" / "gpu_check.sh")]
+    res = subprocess.run([*sh, "stash"], capture_output=True, text=True, env=env, timeout=60)
+    assert res.returncode == 0 and "complete: every chunk is there" in res.stdout, res.stdout + res.stderr
+    for path in (checkout / "data_chunks").iterdir():  # the next call carries nothing: the stash holds them
+        path.unlink()
+    res = subprocess.run([*sh, "--cpu-smoke", "--parts", "data", "--work", str(tmp_path / "w")], capture_output=True,
+                         text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    report = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
+    assert report["parts"]["data"]["source"] == f"chunks:{tmp_path / 'stash'}"
+    res = subprocess.run([*sh, "bogus"], capture_output=True, text=True, env=env, timeout=30)
+    assert res.returncode == 2 and "unknown command" in res.stderr
