@@ -150,6 +150,19 @@ def test_apgd_t_needs_four_classes(threat):
         create_attack("apgd_t", threat, steps=2)(model, torch.rand(2, 1, 8, 8), torch.tensor([0, 1]))
 
 
+def test_checks_run_when_no_example_is_classified_correctly(threat):
+    # a model wrong on every check example left the re-classification check nothing to predict: torch.cat([]) crashed
+    # `armor eval` after its suite had run (seen on a 1-epoch CIFAR-10 model by benchmarks/gpu_check.py)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.Linear(144, 10))
+    x = torch.rand(6, 1, 8, 8)
+    with torch.no_grad():
+        y = (model(x).argmax(1) + 1) % 10  # every label wrong
+    report = run_checks(model, x, y, threat, steps=2, queries=4)
+    assert report["numbers"]["clean"] == 0 and report["numbers"]["reeval_flip_pct"] == 0
+    assert accuracy(model, x[:0], y[:0]) != accuracy(model, x[:0], y[:0])  # NaN for no examples, as before
+
+
 # -- bookkeeping: who broke what, forward passes, resume ----------------------------------------------
 def test_ensemble_records_the_breaking_attack_and_forward_passes(robust_run, digits, threat):
     x, y = subset(digits, 50)

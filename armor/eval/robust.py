@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    if len(x) == 0:  # e.g. no clean-correct example left for a check to attack: no predictions, not a crash
+        return torch.zeros(0, dtype=torch.long, device=x.device)
     with eval_mode(model):
         return torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
 
