@@ -537,7 +537,12 @@ class EvalConfig:
     check_n: int = option(200, "extras", "examples the checks use", _int_check(1))
     sweep: Optional[List[Any]] = option(None, "extras", "also sweep these budgets: <out>_sweep.json/.csv/.png",
                                         _names_check(lambda: [], "eps", eps=True), flag={"metavar": "EPS"})
-    corruptions: bool = option(False, "extras", "also measure accuracy under natural corruptions", _bool_check())
+    corruptions: bool = option(False, "extras", "also measure accuracy under the 15 CIFAR-10-C corruptions",
+                               _bool_check())
+    corruption_reference: Optional[str] = option(None, "extras", "mCE against this reference: an armor eval record "
+                                                 "with corruptions (JSON), or its run folder; usually the "
+                                                 "standard-trained run of the same recipe (needs --corruptions)",
+                                                 _text_check("an eval record (JSON) or a run folder"))
     # -- run
     batch_size: int = option(256, "run", "evaluation batch size", _int_check(1))
     device: str = option("auto", "run", "device", _device_check())
@@ -553,6 +558,9 @@ class EvalConfig:
         _validate_fields(self)
         if self.suite is not None and self.attack:
             raise UserError("give either --suite or --attack, not both")
+        if self.corruption_reference is not None and not self.corruptions:
+            raise UserError(f"corruption_reference {self.corruption_reference!r} applies with corruptions: true "
+                            "(--corruptions), which is off; turn it on or drop the reference")
         if self.uses_suite:
             from .attacks.suites import SUITE_OPTIONS, check_suite_options
 

@@ -65,6 +65,11 @@ def evaluate_checkpoint(checkpoint: str | Path, config: Optional[EvalConfig] = N
     if saved_shape is not None and list(data.input_shape) != list(saved_shape):
         raise UserError(f"data {train_cfg.dataset!r} has inputs {data.input_shape}, but the checkpoint's model "
                         f"expects {tuple(saved_shape)}")
+    reference = None
+    if cfg.corruption_reference:  # read and checked before any work
+        from .corruptions import load_reference
+
+        reference = load_reference(cfg.corruption_reference, dataset=data.name, split=cfg.split)
     x, y = (data.x_test, data.y_test) if cfg.split == "test" else (data.x_val, data.y_val)
     split_size = len(x)
     if cfg.n is not None:
@@ -104,5 +109,9 @@ def evaluate_checkpoint(checkpoint: str | Path, config: Optional[EvalConfig] = N
         from .corruptions import evaluate_corruptions
 
         record.corruptions = evaluate_corruptions(model, x, y, batch_size=cfg.batch_size, seed=cfg.seed)
+        if reference is not None:
+            from .corruptions import reference_mce
+
+            record.corruptions["mce"] = reference_mce(record.corruptions, reference)
     record.write(path)
     return record
