@@ -179,7 +179,7 @@ def test_mce_against_a_reference_with_known_numbers():
         mce(model, {"corruptions": {"fog": {"mean": 3}, "snow": _block([1] * 5)}})
 
 
-def test_the_reference_option_needs_corruptions(tmp_path):
+def test_the_reference_option_needs_corruptions():
     with pytest.raises(UserError, match="corruption_reference 'ref.json' applies with corruptions: true"):
         EvalConfig(checkpoint="x.pt", corruption_reference="ref.json")
     assert EvalConfig(checkpoint="x.pt", corruptions=True, corruption_reference="ref.json").corruption_reference
