@@ -357,6 +357,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         cor = record.corruptions
         print("corruptions (mean over 5 severities): " + ", ".join(
             f"{k} {v['mean']:.1f}" for k, v in cor["corruptions"].items()) + f"; mean {cor['mean_corrupted_acc']:.1f}")
+        if cor.get("mce"):
+            m, num = cor["mce"], lambda v: "—" if v is None else f"{v:.1f}"
+            print(f"mCE {num(m['mce'])} % (relative {num(m.get('relative_mce'))} %; 100 = the reference "
+                  f"{m['reference']})")
     path = output_path(options)
     if record.sweep is not None:
         stem = path.with_name(path.stem + "_sweep")

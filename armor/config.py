@@ -670,7 +670,12 @@ class EvalConfig:
     check_n: int = option(200, "extras", "examples the checks use", _int_check(1))
     sweep: Optional[List[Any]] = option(None, "extras", "also sweep these budgets: <out>_sweep.json/.csv/.png",
                                         _names_check(lambda: [], "eps", eps=True), flag={"metavar": "EPS"})
-    corruptions: bool = option(False, "extras", "also measure accuracy under natural corruptions", _bool_check())
+    corruptions: bool = option(False, "extras", "also measure accuracy under the 15 CIFAR-10-C corruptions",
+                               _bool_check())
+    corruption_reference: Optional[str] = option(None, "extras", "mCE against this reference: an armor eval record "
+                                                 "with corruptions (JSON), or its run folder; usually the "
+                                                 "standard-trained run of the same recipe (needs --corruptions)",
+                                                 _text_check("an eval record (JSON) or a run folder"))
     # -- run
     batch_size: int = option(256, "run", "evaluation batch size", _int_check(1))
     device: str = option("auto", "run", "device", _device_check())
@@ -694,6 +699,9 @@ class EvalConfig:
             raise UserError(f"give {opt('mean', None)} and {opt('std', None)} together")
         if self.model_options and self.model is None:
             raise UserError(f"model_options are keyword arguments for the factory of {opt('model', 'FILE.py:FACTORY')}; there is no model given")
+        if self.corruption_reference is not None and not self.corruptions:
+            raise UserError(f"corruption_reference {self.corruption_reference!r} applies with corruptions: true "
+                            f"({opt('corruptions')}), which is off; turn it on or drop the reference")
         self._check_attacks()
         return self
 

@@ -234,11 +234,12 @@ def test_corruptions_are_deterministic_in_range_and_get_worse_with_severity(stan
         assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
         assert torch.equal(out, corrupt(x, name, 3)) and not torch.equal(out, x)
     res = evaluate_corruptions(standard_run["model"], x, y)
-    noise = res["corruptions"]["gaussian_noise"]["severity"]
-    assert set(res["corruptions"]) == set(CORRUPTIONS) and noise["5"] <= noise["1"]
+    fog = res["corruptions"]["fog"]["severity"]  # (CIFAR-strength noise barely touches 8×8 digits; fog does)
+    assert set(res["corruptions"]) == set(CORRUPTIONS) and fog["5"] < fog["1"]
     assert res["mean_corrupted_acc"] <= res["clean_acc"]
-    with pytest.raises(UserError, match="unknown corruption 'fog'"):
-        corrupt(x, "fog", 1)
+    assert len(CORRUPTIONS) == 15 and res["seed"] == 0 and res["n"] == 200
+    with pytest.raises(UserError, match="unknown corruption 'spatter'"):
+        corrupt(x, "spatter", 1)
 
 
 # -- the command line ------------------------------------------------------------------------------

@@ -50,7 +50,8 @@ def report(standard_run, robust_run, tmp_path_factory):
               "numbers": {"n": 200}, "warnings": 1}
     corruptions = {"clean_acc": 90.5, "n": 200, "mean_corrupted_acc": 77.7,
                    "corruptions": {"gaussian_noise": {"severity": {}, "mean": 80.25},
-                                   "contrast": {"severity": {}, "mean": 75.15}}}
+                                   "contrast": {"severity": {}, "mean": 75.15}},
+                   "mce": {"reference": "standard/eval.json", "mce": 87.64, "relative_mce": 140.0}}
     EvaluationRecord(source={"checkpoint": "best.pt", "epoch": 20, "method": "pgd_at"}, dataset="digits",
                      split="test", architecture="small_cnn", threat={"norm": "linf", "eps": 0.2}, suite="quick",
                      attacks={"pgd-20": "PGD(...)"}, budget={}, reduced=[], seed=0, adaptive={"eot": 1, "bpda": None},
@@ -72,6 +73,7 @@ def test_report_has_tables_images_and_no_external_urls(report):
         assert f"<td class=\"num\">{test.clean_acc:.1f}</td>" in page
         assert f"<td class=\"num strong\">{test.worst_case_acc:.1f}</td>" in page
     assert "41.5†" in page and "12.2" in page and "80.2" in page  # eval record: suite, sweep, corruptions
+    assert "<td>mCE</td><td class=\"num\">87.6</td>" in section(page, "corruptions")
     assert 'class="badge WARN">WARN' in page and 'class="badge PASS">PASS' in page
     # text from files is escaped, never markup
     assert "robust &lt;&amp;&gt;" in page and "robust <&>" not in page
@@ -79,7 +81,8 @@ def test_report_has_tables_images_and_no_external_urls(report):
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
     # one learning-curve figure and one example grid per run, one cross-run figure where runs are compared
-    expected = {"curves": 2, "examples": 2, "sweep": 1, "tradeoff": 1, "saliency": 1}
+    # and one grid of a stored image under each corruption (both runs are on digits: one grid)
+    expected = {"curves": 2, "examples": 2, "sweep": 1, "tradeoff": 1, "saliency": 1, "corruptions": 1}
     for anchor, _ in SECTIONS:
         assert section(page, anchor).count("<img") == expected.get(anchor, 0), anchor
     assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", page, re.I)  # no network: no URL of any kind
@@ -90,6 +93,7 @@ def test_report_has_tables_images_and_no_external_urls(report):
         assert (report["root"] / f"report_{label}_learning_curves.png").is_file()
         assert (report["root"] / f"report_{label}_examples.png").is_file()
     assert (report["root"] / "report_saliency.png").is_file() and (report["root"] / "report_tradeoff.png").is_file()
+    assert (report["root"] / "report_standard_corruptions.png").is_file()
 
 
 def test_missing_sections_say_not_measured(report, tmp_path):
@@ -101,6 +105,7 @@ def test_missing_sections_say_not_measured(report, tmp_path):
     for anchor, _ in SECTIONS:  # a results.json alone measures the accuracy table, nothing else
         assert ("Not measured" in section(page, anchor)) == (anchor != "accuracy"), anchor
     assert ">Clean vs robust accuracy</h2><table>" in page
+    assert "store them once with `armor figures RUN`" in section(page, "corruptions")
 
 
 def test_rendering_writes_nothing_into_the_run_folders(report, tmp_path):

@@ -1,92 +1,33 @@
-"""Natural corruptions as batched tensor ops on [0, 1] images, 5 severities each.
+"""Accuracy under the 15 CIFAR-10-C corruptions (:mod:`armor.corrupt`), and mCE against a reference run.
 
-Severity parameters follow CIFAR-10-C (Hendrycks & Dietterich 2019), whose images (32×32) are close
-in size to the small images armor trains on; the noise is drawn from a seeded generator so every model
-sees the same corrupted images.
+Corruption error (Hendrycks & Dietterich 2019): with ``E_{s,c}`` the top-1 error (%) under corruption ``c`` at
+severity ``s``, ``CE_c = Σ_s E_{s,c}(model) / Σ_s E_{s,c}(reference)`` and ``mCE = mean_c CE_c`` (in %, 100 = as
+good as the reference). The relative CE measures only the drop from clean error:
+``Σ_s (E_{s,c} - E_clean) / Σ_s (E_{s,c}^ref - E_clean^ref)``. RobustBench uses AlexNet as the reference; armor's
+default is the standard-trained run of the same recipe, given as its ``armor eval`` record (or run folder).
 """
 from __future__ import annotations
 
-import math
-from typing import Callable, Dict, Iterable, Optional
+import logging
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional
 
-import torch
-import torch.nn.functional as F
 from torch import nn
 
+from ..corrupt import CORRUPTIONS, EXTRAS, SEVERITIES, corrupt
 from ..errors import UserError
+from ..io import read_json
+from ..results import EvaluationRecord, is_record, parse_record
 from .robust import accuracy
 
-SEVERITIES = (1, 2, 3, 4, 5)
-Corruption = Callable[[torch.Tensor, int, torch.Generator], torch.Tensor]
+__all__ = ["CORRUPTIONS", "EXTRAS", "SEVERITIES", "corrupt", "evaluate_corruptions", "load_reference", "mce",
+           "reference_mce"]
+
+log = logging.getLogger("armor")
 
 
-def gaussian_noise(x, severity, gen):
-    sigma = (0.04, 0.06, 0.08, 0.09, 0.10)[severity - 1]
-    return x + sigma * torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
-
-
-def shot_noise(x, severity, gen):
-    photons = (500.0, 250.0, 100.0, 75.0, 50.0)[severity - 1]
-    return torch.poisson(x * photons, generator=gen) / photons
-
-
-def impulse_noise(x, severity, gen):
-    amount = (0.01, 0.02, 0.03, 0.05, 0.07)[severity - 1]
-    u = torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype)
-    salt = (torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype) < 0.5).to(x.dtype)
-    return torch.where(u < amount, salt, x)
-
-
-def gaussian_blur(x, severity, gen):
-    sigma = (0.4, 0.6, 0.7, 0.8, 1.0)[severity - 1]
-    radius = max(1, math.ceil(2 * sigma))
-    grid = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
-    kernel = torch.exp(-grid ** 2 / (2 * sigma ** 2))
-    kernel = kernel / kernel.sum()
-    c = x.shape[1]
-    out = F.pad(x, (radius, radius, radius, radius), mode="replicate")
-    out = F.conv2d(out, kernel.reshape(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)  # separable: rows, then columns
-    return F.conv2d(out, kernel.reshape(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
-
-
-def contrast(x, severity, gen):
-    factor = (0.75, 0.5, 0.4, 0.3, 0.15)[severity - 1]
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    return (x - mean) * factor + mean
-
-
-def brightness(x, severity, gen):
-    return x + (0.05, 0.1, 0.15, 0.2, 0.3)[severity - 1]
-
-
-def pixelate(x, severity, gen):
-    scale = (0.95, 0.9, 0.85, 0.75, 0.65)[severity - 1]
-    h, w = x.shape[2:]
-    small = F.interpolate(x, size=(max(1, int(h * scale)), max(1, int(w * scale))), mode="area")
-    return F.interpolate(small, size=(h, w), mode="nearest")
-
-
-CORRUPTIONS: Dict[str, Corruption] = {
-    "gaussian_noise": gaussian_noise, "shot_noise": shot_noise, "impulse_noise": impulse_noise,
-    "gaussian_blur": gaussian_blur, "contrast": contrast, "brightness": brightness, "pixelate": pixelate,
-}
-
-
-def corrupt(x: torch.Tensor, name: str, severity: int, seed: int = 0) -> torch.Tensor:
-    """``x`` (N, C, H, W in [0, 1]) under corruption ``name`` at ``severity`` 1–5, clipped to [0, 1]."""
-    if name not in CORRUPTIONS:
-        raise UserError(f"unknown corruption {name!r}; choose one of: {', '.join(CORRUPTIONS)}")
-    if severity not in SEVERITIES:
-        raise UserError(f"severity must be one of 1, 2, 3, 4, 5, got {severity!r}")
-    if x.dim() != 4:
-        raise UserError(f"corruptions need image batches shaped (N, C, H, W), got {tuple(x.shape)}")
-    gen = torch.Generator(device=x.device).manual_seed(seed * 100 + severity)
-    with torch.no_grad():
-        return CORRUPTIONS[name](x, severity, gen).clamp(0, 1)
-
-
-def evaluate_corruptions(model: nn.Module, x: torch.Tensor, y: torch.Tensor, names: Optional[Iterable[str]] = None,
-                         batch_size: int = 512, seed: int = 0) -> Dict:
+def evaluate_corruptions(model: nn.Module, x, y, names: Optional[Iterable[str]] = None, batch_size: int = 512,
+                         seed: int = 0) -> Dict[str, Any]:
     """Accuracy (%) per corruption and severity, per-corruption mean, and the mean over all of them."""
     names = list(names or CORRUPTIONS)
     per: Dict[str, Dict] = {}
@@ -94,4 +35,113 @@ def evaluate_corruptions(model: nn.Module, x: torch.Tensor, y: torch.Tensor, nam
         accs = [accuracy(model, corrupt(x, name, s, seed), y, batch_size) for s in SEVERITIES]
         per[name] = {"severity": dict(zip(map(str, SEVERITIES), accs)), "mean": sum(accs) / len(accs)}
     return {"clean_acc": accuracy(model, x, y, batch_size), "corruptions": per,
-            "mean_corrupted_acc": sum(v["mean"] for v in per.values()) / len(per), "n": len(x)}
+            "mean_corrupted_acc": sum(v["mean"] for v in per.values()) / len(per), "n": len(x), "seed": seed}
+
+
+# -- mCE -----------------------------------------------------------------------------------------------------------
+def _errors(block: Any, name: str, where: str) -> List[float]:
+    """The five top-1 errors (%) of one corruption of a ``corruptions`` dict."""
+    try:
+        accs = [float(block["severity"][str(s)]) for s in SEVERITIES]
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"{where}: corruption {name!r} needs accuracies for severities 1–5") from None
+    if not all(0 <= a <= 100 for a in accs):
+        raise UserError(f"{where}: corruption {name!r} has accuracies outside 0–100: {accs}")
+    return [100.0 - a for a in accs]
+
+
+def mce(result: Dict[str, Any], reference: Dict[str, Any], where: str = "the reference") -> Dict[str, Any]:
+    """CE per corruption, mCE, and (when both have a clean accuracy) relative CE and relative mCE, all in %.
+
+    ``result`` and ``reference`` are ``corruptions`` dicts as :func:`evaluate_corruptions` returns them. A
+    corruption whose reference error sum (relative: error increase) is not positive has no CE; it is listed in
+    ``undefined`` (``relative_undefined``) and left out of the mean."""
+    ours = result["corruptions"]
+    theirs = reference.get("corruptions") if isinstance(reference, dict) else None
+    if not isinstance(theirs, dict):
+        raise UserError(f"{where} has no corruption accuracies (a 'corruptions' dict)")
+    missing = [n for n in ours if n not in theirs]
+    if missing:
+        raise UserError(f"{where} lacks corruption(s) {', '.join(missing)}; it has: {', '.join(theirs) or 'none'}")
+    ce: Dict[str, Optional[float]] = {}
+    rel: Dict[str, Optional[float]] = {}
+    clean, ref_clean = result.get("clean_acc"), reference.get("clean_acc")
+    relative = isinstance(clean, (int, float)) and isinstance(ref_clean, (int, float))
+    for name, block in ours.items():
+        e, e_ref = _errors(block, name, "this evaluation"), _errors(theirs[name], name, where)
+        ce[name] = 100 * sum(e) / sum(e_ref) if sum(e_ref) > 0 else None
+        if relative:
+            drop, ref_drop = sum(e) - 5 * (100 - clean), sum(e_ref) - 5 * (100 - ref_clean)
+            rel[name] = 100 * drop / ref_drop if ref_drop > 0 else None
+
+    def mean(values: Dict[str, Optional[float]]) -> Optional[float]:
+        defined = [v for v in values.values() if v is not None]
+        return sum(defined) / len(defined) if defined else None
+
+    out: Dict[str, Any] = {"mce": mean(ce), "ce": ce, "undefined": [n for n, v in ce.items() if v is None]}
+    if relative:
+        out.update(relative_mce=mean(rel), relative_ce=rel,
+                   relative_undefined=[n for n, v in rel.items() if v is None])
+    return out
+
+
+def load_reference(path: str | Path, dataset: Optional[str] = None, split: Optional[str] = None
+                   ) -> Dict[str, Any]:
+    """The mCE reference: ``{"path", "corruptions" (its corruptions dict), "dataset", "split"}``.
+
+    ``path`` is an ``armor eval`` record with corruptions, the run folder holding exactly one such record, or a JSON
+    object with a ``corruptions`` dict in the same format (``{"corruptions": {name: {"severity": {"1": acc, ...}}},
+    "clean_acc": ...}``, e.g. published AlexNet numbers). A reference on another dataset or split is an error."""
+    p = Path(path)
+    if p.is_dir():
+        found = []
+        for f in sorted(p.glob("*.json")):
+            if f.name.endswith(".state.json"):
+                continue
+            try:
+                raw = read_json(f)
+            except UserError:
+                continue
+            if is_record(raw) and raw.get("kind") == EvaluationRecord.kind and raw.get("corruptions"):
+                found.append(f)
+        if len(found) != 1:
+            what = "no eval record with corruptions" if not found else \
+                f"{len(found)} eval records with corruptions ({', '.join(f.name for f in found)})"
+            raise UserError(f"corruption reference folder {str(p)!r} holds {what}; name the record's JSON file "
+                            f"(made by armor eval --corruptions)")
+        p = found[0]
+    elif not p.is_file():
+        raise UserError(f"corruption reference {str(p)!r} does not exist; give an armor eval record with "
+                        "corruptions (JSON) or its run folder")
+    raw = read_json(p)
+    where = f"corruption reference {str(p)!r}"
+    if is_record(raw):
+        record = parse_record(raw, where)
+        if not isinstance(record, EvaluationRecord):
+            raise UserError(f"{where} is a {record.kind} record, not an evaluation record with corruptions")
+        if not record.corruptions:
+            raise UserError(f"{where} was evaluated without corruptions; re-run armor eval --corruptions on it")
+        ref = {"path": str(p), "corruptions": record.corruptions, "dataset": record.dataset, "split": record.split}
+    elif isinstance(raw, dict) and isinstance(raw.get("corruptions"), dict):
+        ref = {"path": str(p), "corruptions": raw, "dataset": raw.get("dataset"), "split": raw.get("split")}
+    else:
+        raise UserError(f"{where} is neither an armor eval record nor a JSON object with a 'corruptions' dict")
+    for key, ours in (("dataset", dataset), ("split", split)):
+        if ours is not None and ref[key] is not None and ref[key] != ours:
+            raise UserError(f"{where} is on {key} {ref[key]!r}, this evaluation on {ours!r}; mCE compares errors "
+                            "on the same images")
+    return ref
+
+
+def reference_mce(result: Dict[str, Any], reference: Dict[str, Any]) -> Dict[str, Any]:
+    """:func:`mce` against a loaded reference, with where it came from; logs when it saw other images."""
+    theirs = reference["corruptions"]
+    out = {"reference": reference["path"], **mce(result, theirs, f"corruption reference {reference['path']!r}")}
+    for key in ("n", "seed"):
+        if key in theirs and theirs[key] != result.get(key):
+            log.warning("the corruption reference has %s %s, this evaluation %s: its corrupted images differ",
+                        key, theirs[key], result.get(key))
+            out[f"reference_{key}"] = theirs[key]
+    if out["mce"] is None:
+        log.warning("mCE is undefined: the reference made no error under any corruption")
+    return out

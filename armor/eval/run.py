@@ -252,6 +252,11 @@ def _classes(model: nn.Module, x: Any, device: torch.device, expected: Optional[
 def run_evaluation(subject: Subject, options: EvalConfig, path: Optional[Path]) -> EvaluationRecord:
     """Evaluate ``subject`` as ``options`` says; the record is written to ``path`` (None: not written)."""
     model, data, threat = subject.model, subject.data, subject.threat
+    reference = None
+    if options.corruption_reference:  # read and checked before any work
+        from .corruptions import load_reference
+
+        reference = load_reference(options.corruption_reference, dataset=data.name, split=options.split)
     dev = next(iter(model.parameters()), torch.empty(0)).device
     x, y, split_size = _split_of(data, options)
     if options.n is not None:
@@ -307,6 +312,10 @@ def run_evaluation(subject: Subject, options: EvalConfig, path: Optional[Path]) 
                 raise UserError("corruptions are image transformations; these inputs are feature vectors")
             record.corruptions = evaluate_corruptions(model, _in_memory(x, None), y, batch_size=options.batch_size,
                                                       seed=options.seed)
+            if reference is not None:
+                from .corruptions import reference_mce
+
+                record.corruptions["mce"] = reference_mce(record.corruptions, reference)
     if path is not None:
         record.write(path)
     return record

@@ -4,7 +4,8 @@ A run folder may hold ``config.yaml``, ``metrics.jsonl``, ``results.json`` (writ
 any number of evaluation records (``armor eval`` JSON: ``result`` plus optional ``checks``, ``sweep``,
 ``corruptions``), ``*_sweep.json`` files and ``figures.json``/``figures.npz`` (images and input gradients
 computed once by ``armor report --compute-figures``). The report renders whichever of these exist and says
-"not measured" for the rest. Nothing here runs a model: re-rendering is cheap and changes no number.
+"not measured" for the rest. Nothing here runs a model: re-rendering is cheap and changes no number (the
+corruption pictures are pure tensor computation on the stored images, with :mod:`armor.corrupt`).
 Images are embedded as base64 PNG; the page has inline CSS, no script and no external URL.
 """
 from __future__ import annotations
@@ -318,11 +319,46 @@ def _sweep_section(runs: Sequence[Dict[str, Any]], pngs: _Pngs) -> str:
            '<p class="note">Worst-case accuracy (%) at each budget.</p>'
 
 
-def _corruption_section(runs: Sequence[Dict[str, Any]]) -> str:
+#: the severity (of 5) the report's example pictures of the corruptions show
+EXAMPLE_SEVERITY = 3
+
+
+def _corruption_examples(runs: Sequence[Dict[str, Any]], pngs: _Pngs) -> str:
+    """The first stored test image of each dataset under every corruption, made here with :mod:`armor.corrupt`:
+    pure tensor computation on the stored images, no model (the grid goes beside the report)."""
+    figs, seen = [], set()
+    for run in _figures_runs(runs):
+        meta: FiguresRecord = run["figures"]["meta"]
+        x = run["figures"].get("x")
+        if meta.dataset in seen or x is None or x.ndim != 4 or x.shape[1] not in (1, 3) or min(x.shape[2:]) < 8:
+            continue
+        seen.add(meta.dataset)
+        import torch
+
+        from ..corrupt import CORRUPTIONS, corrupt
+
+        image = torch.from_numpy(np.ascontiguousarray(x[:1], dtype=np.float32))
+        tiles = [(name, corrupt(image, name, EXAMPLE_SEVERITY)[0].numpy()) for name in CORRUPTIONS]
+        path = plots.plot_corruptions(x[0], tiles, pngs.run_path(run, "corruptions.png"), EXAMPLE_SEVERITY,
+                                      title=str(meta.dataset))
+        if path:
+            figs.append(f"<figure>{_img(path, 'a test image under each corruption')}<figcaption>{esc(meta.dataset)}: "
+                        f"test image {esc(int(run['figures']['index'][0]))} (stored by `armor figures` in "
+                        f"{esc(run['label'])})</figcaption></figure>")
+    if not figs:
+        return ('<p class="note">No example pictures: they are drawn from stored test images; store them once with '
+                "`armor figures RUN` (or `armor report RUN ... --compute-figures`).</p>")
+    return (f'<div class="figs">{"".join(figs)}</div><p class="note">Each corruption at severity '
+            f"{EXAMPLE_SEVERITY} of 5, computed for this page from the stored image (no model runs); frost is a "
+            "procedural stand-in for the photographs of frost CIFAR-10-C uses.</p>")
+
+
+def _corruption_section(runs: Sequence[Dict[str, Any]], pngs: _Pngs) -> str:
     cols = [(f"{r['label']} ({name})" if len(runs) == 1 or sum(rec.corruptions is not None for _, rec in r["evals"]) > 1
              else r["label"], rec.corruptions) for r in runs for name, rec in r["evals"] if rec.corruptions]
     if not cols:
-        return _na("no corruption accuracy", "Add it with `armor eval --checkpoint RUN/best.pt --corruptions`.")
+        return (_na("no corruption accuracy", "Add it with `armor eval --checkpoint RUN/best.pt --corruptions`.")
+                + _corruption_examples(runs, pngs))
     names: List[str] = []
     for _, c in cols:
         for name in c["corruptions"]:
@@ -331,9 +367,18 @@ def _corruption_section(runs: Sequence[Dict[str, Any]]) -> str:
     rows = [["clean"] + [_pct(c.get("clean_acc")) for _, c in cols]]
     rows += [[n] + [_pct(c["corruptions"].get(n, {}).get("mean")) for _, c in cols] for n in names]
     rows.append(["mean corrupted"] + [_pct(c.get("mean_corrupted_acc")) for _, c in cols])
-    table = _table(["corruption"] + [label for label, _ in cols], rows,
-                   classes=[""] * (len(rows) - 1) + ["total"], cell_class=lambda i, j, c: "num" if j else "")
-    return table + '<p class="note">Accuracy (%) averaged over severities 1–5.</p>'
+    classes = [""] * (len(rows) - 1) + ["total"]
+    note = "Accuracy (%) averaged over severities 1–5."
+    if any(c.get("mce") for _, c in cols):
+        for key, label in (("mce", "mCE"), ("relative_mce", "relative mCE")):
+            rows.append([label] + [_pct((c.get("mce") or {}).get(key)) for _, c in cols])
+            classes.append("")
+        refs = sorted({c["mce"]["reference"] for _, c in cols if c.get("mce")})
+        note += (" mCE: corruption error summed over severities as a % of the reference's, averaged over "
+                 f"corruptions (100 = as the reference; lower is better); reference: {', '.join(refs)}.")
+    table = _table(["corruption"] + [label for label, _ in cols], rows, classes=classes,
+                   cell_class=lambda i, j, c: "num" if j else "")
+    return table + f'<p class="note">{esc(note)}</p>' + _corruption_examples(runs, pngs)
 
 
 def _checks_section(runs: Sequence[Dict[str, Any]]) -> str:
@@ -454,7 +499,7 @@ def render_html(runs: Sequence[Dict[str, Any]], out: str | Path, title: Optional
     bodies = {
         "accuracy": _accuracy_section(runs), "config": _config_section(runs),
         "curves": _curves_section(runs, pngs), "sweep": _sweep_section(runs, pngs),
-        "tradeoff": _tradeoff_section(runs, pngs), "corruptions": _corruption_section(runs),
+        "tradeoff": _tradeoff_section(runs, pngs), "corruptions": _corruption_section(runs, pngs),
         "checks": _checks_section(runs), "examples": _examples_section(runs, pngs),
         "saliency": _saliency_section(runs, pngs),
     }

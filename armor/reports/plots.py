@@ -270,3 +270,24 @@ def plot_saliency(images: np.ndarray, maps: Sequence[Tuple[str, np.ndarray]], pa
     fig.suptitle("input gradient of the loss (red +, blue −)", fontsize=10)
     fig.tight_layout()
     return _save(fig, plt, path)
+
+
+def plot_corruptions(clean: np.ndarray, corrupted: Sequence[Tuple[str, np.ndarray]], path: Path, severity: int,
+                     title: str = "") -> Optional[Path]:
+    """A grid of one image: the clean one, then one tile per (corruption name, corrupted image); all (C, H, W)."""
+    plt = _pyplot(path)
+    if plt is None or not corrupted:
+        return None
+    tiles = [("clean", clean)] + list(corrupted)
+    cols = min(len(tiles), 4 if len(tiles) <= 16 else 6)
+    rows = -(-len(tiles) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.7 * cols, 1.85 * rows + 0.4), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (name, img) in zip(axes.flat, tiles):
+        shown, cmap = _image(np.clip(img, 0, 1))
+        ax.imshow(shown, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(name.replace("_", " "), fontsize=8)
+    fig.suptitle((title + ": " if title else "") + f"severity {severity} of 5", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, plt, path)
