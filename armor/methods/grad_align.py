@@ -62,32 +62,33 @@ class GradAlign(Method):
         if self.step_fraction is None:
             self.step_fraction = 1.0  # FGSM step ε (the authors: 1.25·ε from x, clipped to ε)
 
-    def regularizer(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, grad_x: torch.Tensor
-                    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(λ-free) mean of ``1 − cos(grad_x, ∇ₓℓ(x + η))`` with a graph back to the weights, and the mean cosine."""
+    def regularizer(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, grad_x: torch.Tensor) -> torch.Tensor:
+        """The batch mean of ``1 − cos(grad_x, ∇ₓℓ(x + η))`` (without λ), with a graph back to the weights."""
         x_eta = self.threat.random_init(x).requires_grad_(True)
         with torch.enable_grad():
             loss = F.cross_entropy(model(x_eta), y, reduction="sum")  # the sum: per-example gradients, no 1/N
             (grad_eta,) = torch.autograd.grad(loss, x_eta, create_graph=True)
         gap, valid = misalignment(grad_x, grad_eta, self.threat)
-        n = valid.sum()
-        reg = gap.sum() / n.clamp_min(1)
-        return reg, (1 - reg.detach()) if bool(n) else torch.ones((), device=x.device)
+        return gap.sum() / valid.sum().clamp_min(1)  # 0 when no example has two non-zero gradients
+
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The FGSM example (from ``x``, projected onto the ball and the box) and the gradient at ``x`` it used."""
+        grad_x, _, _ = input_gradient(model, x, lambda logits: F.cross_entropy(logits, y, reduction="none"))
+        return self.threat.project(self.threat.step(x, grad_x, self.step_size), x).detach(), grad_x
 
     def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
         # input-gradient passes go to the module itself: DDP must see only the training forward and its backward
         inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
         x = x.detach()
-        grad_x, _, _ = input_gradient(inner, x, lambda logits: F.cross_entropy(logits, y, reduction="none"))
-        x_adv = self.threat.project(self.threat.step(x, grad_x, self.step_size), x).detach()
-        metrics = {}
-        if self.lam > 0:
-            reg, cos = self.regularizer(inner, x, y, grad_x)
-            metrics = {"grad_align_reg": reg.detach(), "grad_align_cos": cos}
+        x_adv, grad_x = self.perturb(inner, x, y)
+        reg = self.regularizer(inner, x, y, grad_x) if self.lam > 0 else None
         logits = model(x_adv)
         fgsm_loss = F.cross_entropy(logits, y)
-        loss = fgsm_loss + self.lam * reg if self.lam > 0 else fgsm_loss
-        return StepOutput(loss, logits, {"fgsm_loss": fgsm_loss.detach(), **metrics})
+        metrics = {"fgsm_loss": fgsm_loss.detach()}
+        if reg is None:
+            return StepOutput(fgsm_loss, logits, metrics)
+        metrics["grad_align_cos"] = 1 - reg.detach()  # falls sharply at catastrophic overfitting
+        return StepOutput(fgsm_loss + self.lam * reg, logits, metrics)
 
     def __repr__(self) -> str:
         return f"GradAlign({self.threat}, lam={self.lam:g}, step_size={self.step_size:.4g})"
