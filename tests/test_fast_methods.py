@@ -183,6 +183,20 @@ def test_grad_align_fgsm_step_is_projected_and_follows_the_ramped_threat(feature
     assert torch.isfinite(out.loss)
 
 
+@pytest.mark.parametrize("clamp", [False, True])
+def test_grad_align_probes_the_gradient_at_noise_outside_the_box_unless_told_to_clamp(clamp):
+    seen = []
+    net = mlp()
+    net.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach()))
+    x, y = torch.zeros(64, D), torch.zeros(64, dtype=torch.long)  # on the box's lower face
+    threat = ThreatModel("linf", 0.2, immutable=(1,))
+    create_method("grad_align", threat, clamp_noise=clamp).step(net, x, y)
+    at_x, probe, x_adv = seen  # FGSM gradient at x, the regulariser's x + η, the training input
+    assert torch.equal(at_x, x) and threat.in_box(x_adv) and (threat.distance(probe, x) <= 0.2 + 1e-6).all()
+    assert threat.in_box(probe) == clamp and (probe.min() < -0.05) != clamp  # the authors' code does not clamp
+    assert (probe[:, 1] == 0).all() and probe.std() > 0.05  # immutable features get no noise
+
+
 def test_grad_align_options_are_checked():
     threat = ThreatModel("linf", 0.1)
     for bad in (-0.1, "x", float("inf")):
