@@ -338,7 +338,8 @@ class TrainConfig:
                             _int_check(0))
     # -- guards
     guard: str = option("auto", "guards", "catastrophic-overfitting guard (auto: stop for the single-step methods "
-                        "fgsm_rs, free, n_fgsm, grad_align; off otherwise)", _choice_check(("auto", "off", "stop", "rollback"), "guard"))
+                        "fgsm_rs, free, n_fgsm, grad_align; off otherwise)",
+                        _choice_check(("auto", "off", "stop", "rollback"), "guard"))
     guard_drop: float = option(30.0, "guards", "the guard fires when monitor PGD accuracy falls this many points",
                                _number_check(0.0, 100.0, low_open=True))
     guard_batch: int = option(256, "guards", "guard monitor examples (from the validation split)", _int_check(1))

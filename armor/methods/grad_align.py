@@ -38,13 +38,13 @@ def misalignment(g1: torch.Tensor, g2: torch.Tensor, threat: ThreatModel) -> Tup
 
 @METHODS.register("grad_align")
 class GradAlign(Method):
-    """FGSM training plus λ·(1 − cos(∇ₓℓ(x), ∇ₓℓ(x + η))), η ~ U[−ε, ε] (uniform in the L2 ball for L2).
+    """FGSM training plus λ·(1 − cos(∇ₓℓ(x), ∇ₓℓ(x + η))), η ~ U[−ε, ε] (uniform in the ball for L2).
 
     As in the paper and its code: the FGSM step starts at ``x`` (no random start), step ε, projected onto the ball
     and the box; the cosine is taken per example and averaged over the batch, skipping examples with a zero
     gradient. The gradient at ``x`` is the FGSM step's own and is not back-propagated through; the gradient at
-    ``x + η`` is (double backprop, ``create_graph``). The authors found back-propagating through both no better, and
-    this saves a pass. ``x + η`` is only a probe of the loss surface and, as in the authors' code, is not clipped
+    ``x + η`` is (double backprop, ``create_graph``). The authors found back-propagating through both no better,
+    and this saves a pass. ``x + η`` is only a probe of the loss surface and, as in the authors' code, is not clipped
     to the input box (``clamp_noise: true`` clips it); immutable features get no noise.
 
     λ: the paper tunes it per dataset and ε — on CIFAR-10 λ = 0.2 at ε = 8/255, interpolated log-linearly

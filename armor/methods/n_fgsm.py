@@ -27,7 +27,7 @@ class NoiseFGSM(Attack):
     """The N-FGSM training perturbation: one signed-gradient step of ``step_size`` from ``x + η``, with noise
     η ~ U[−k·ε, k·ε] per feature (L∞), and **no** projection onto the ε-ball afterwards.
 
-    The result may lie up to (k·ε + step_size) from ``x`` — (k + 1)·ε with the defaults — on purpose: the paper's
+    The result may lie up to k·ε + step_size from ``x`` — (k + 1)·ε with the defaults — on purpose: the paper's
     point is that strong noise without clipping avoids catastrophic overfitting. Only the input box applies (to the
     noisy start and to the result, as in the authors' code, which clamps both to the image range), and the
     immutable features never move. It breaks the ε-ball contract of evaluation attacks, so it is not in
@@ -61,13 +61,14 @@ class NoiseFGSM(Attack):
 
 @METHODS.register("n_fgsm")
 class NFGSM(AttackingMethod):
-    """de Jorge et al. 2022: train on ``x + η + α·sign(∇ₓℓ(x + η))`` with η ~ U[−k·ε, k·ε], not clipped to ε.
+    """de Jorge et al. 2022: train on ``x + η + α·sign(∇ₓℓ(x + η))``, η ~ U[−k·ε, k·ε], not clipped to ε.
 
-    Defaults are the paper's (and its code's) for every ε it reports on CIFAR-10/100 and SVHN: k = 2, α = ε. The
-    training perturbation is larger than ε (up to (k + 1)·ε in L∞); the model is still evaluated at ε. Same cost as
-    FGSM-RS: two forward and two backward passes per batch. ``step_size`` is kept as a fraction of ε, so α follows
-    the ε warm-up ramp (the authors ramp α with ε on SVHN); the noise is k times the current ε. The trainer's
-    catastrophic-overfitting guard is on by default, as for every single-step method.
+    Defaults are the paper's: k = 2, α = ε (its code's settings for nearly every run on CIFAR-10/100 and SVHN; a
+    few of the largest ε use k = 3–4). The training perturbation is larger than ε (up to (k + 1)·ε in L∞); the
+    model is still evaluated at ε. Same cost as FGSM-RS: two forward and two backward passes per batch.
+    ``step_size`` is kept as a fraction of ε, so α follows the ε warm-up ramp (the authors ramp α with ε on
+    SVHN); the noise is k times the current ε. The trainer's catastrophic-overfitting guard is on by default, as
+    for every single-step method.
     """
 
     name = "n_fgsm"
