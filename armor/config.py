@@ -405,8 +405,9 @@ class TrainConfig:
     swa_start: int = option(0, "validation", "keep an SWA average from this epoch on, best_swa.pt (0 = off)",
                             _int_check(0))
     # -- guards
-    guard: str = option("auto", "guards", "catastrophic-overfitting guard (auto: stop for fgsm_rs and free, off "
-                        "otherwise)", _choice_check(("auto", "off", "stop", "rollback"), "guard"))
+    guard: str = option("auto", "guards", "catastrophic-overfitting guard (auto: stop for the single-step methods "
+                        "fgsm_rs, free, n_fgsm, grad_align; off otherwise)",
+                        _choice_check(("auto", "off", "stop", "rollback"), "guard"))
     guard_drop: float = option(30.0, "guards", "the guard fires when monitor PGD accuracy falls this many points",
                                _number_check(0.0, 100.0, low_open=True))
     guard_batch: int = option(256, "guards", "guard monitor examples (from the validation split)", _int_check(1))
@@ -460,8 +461,11 @@ class TrainConfig:
         guard_on = self.guard in ("stop", "rollback") or (self.guard == "auto" and method.guard_by_default)
         for key in ("guard_drop", "guard_batch", "guard_steps"):
             if not guard_on and _changed(self, key):
+                from .methods import METHODS
+
+                single = ", ".join(n for n in METHODS.names() if METHODS.get(n).guard_by_default)
                 raise UserError(f"{key} applies only when the catastrophic-overfitting guard is on (guard: stop or "
-                                f"rollback; auto turns it on for fgsm_rs and free); method {self.method!r} with "
+                                f"rollback; auto turns it on for {single}); method {self.method!r} with "
                                 f"guard {self.guard!r} has it off")
         if self.test_subset is not None and not self.test_every:
             raise UserError("test_subset applies only with test_every ≥ 1 (the per-epoch test measurement)")

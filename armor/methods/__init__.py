@@ -1,6 +1,6 @@
 """Training methods, one module each, found through the ``METHODS`` registry."""
 from ..threat import ThreatModel
-from . import dummy, fgsm_rs, free, mart, pgd_at, standard, trades  # noqa: F401  (register)
+from . import dummy, fgsm_rs, free, grad_align, mart, n_fgsm, pgd_at, standard, trades  # noqa: F401  (register)
 from .base import METHODS, AttackingMethod, Method, StepOutput
 
 
