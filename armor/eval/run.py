@@ -27,7 +27,7 @@ from torch import nn
 
 from ..accel import Precision, resolve_amp
 from ..attacks import Attack
-from ..attacks.suites import SUITES, adapt_to_data, attack_list, suite_attacks, suite_shortfall
+from ..attacks.suites import adapt_to_data, attack_list, suite_attacks, suite_entries, suite_shortfall
 from ..checkpoints import load_model, load_weights, saved_config
 from ..config import EvalConfig
 from ..data import Dataset, load_dataset
@@ -277,14 +277,14 @@ def run_evaluation(subject: Subject, options: EvalConfig, path: Optional[Path]) 
         result = evaluate(model, x, y, named, batch_size=options.batch_size, mode=mode, progress=progress,
                           state_path=state, seed=options.seed)
     suite = options.suite_name
-    reduced = suite_shortfall(suite, options.steps, options.queries) if suite else []
+    reduced = suite_shortfall(suite, options.steps, options.queries, norm=threat.norm) if suite else []
     reduced += [n for n in notes if "dropped" in n]
     if len(x) < split_size:
         reduced.append(f"{len(x)} of the {split_size} {options.split} examples")
     budget = {"steps": options.steps, "restarts": options.restarts, "step_size": options.step_size,
               "queries": options.queries, "examples": len(x), "split_size": split_size}
     if suite:
-        budget["suite"] = [(label, name, opts) for label, name, opts in SUITES[suite]]
+        budget["suite"] = [(label, name, opts) for label, name, opts in suite_entries(suite, threat.norm)]
     record = EvaluationRecord(
         source=subject.source, dataset=data.name, split=options.split, architecture=subject.architecture,
         threat=threat.to_dict(), suite=suite, attacks={label: repr(a) for label, a in named.items()},
