@@ -353,7 +353,7 @@ class TrainConfig:
     model_options: Dict[str, Any] = option({}, "model", "options of the architecture (e.g. width=64)",
                                            _mapping_check())
     # -- threat model
-    norm: str = option("linf", "threat", "norm of the perturbation budget: linf, l2 or l1",
+    norm: str = option("linf", "threat", "norm of the perturbation budget",
                        Check(lambda name, value: parse_norm(value), lambda: ", ".join(NORMS)))
     eps: Any = option(None, "threat", "perturbation budget in [0,1] input units (default: the dataset's usual one: "
                       "cifar10 8/255, mnist 0.3, fashion_mnist 0.1, digits 0.2; for l1 cifar10 12, mnist 10, "
@@ -656,7 +656,7 @@ class EvalConfig:
                                      _text_check("a folder"))
     # -- threat model
     eps: Any = option(None, "threat", "budget (default: the one the model was trained for)", _eps_check())
-    norm: Optional[str] = option(None, "threat", "linf, l2 or l1 (default: the training norm; linf for --model)",
+    norm: Optional[str] = option(None, "threat", "norm of the budget (default: the training norm; linf for --model)",
                                  Check(lambda name, value: parse_norm(value), lambda: ", ".join(NORMS)))
     immutable: List[int] = option([], "threat", "feature indices an attacker cannot change (feature-vector data)",
                                   _index_list_check())

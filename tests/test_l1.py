@@ -8,8 +8,10 @@ import torch
 from armor import ATTACKS, TrainConfig, ThreatModel, UserError, create_attack
 from armor.attacks.suites import suite_attacks, suite_entries, suite_shortfall
 from armor.budgets import default_eps, parse_norm
+from armor.cli import main
 from armor.eval import accuracy, evaluate
 from armor.methods import METHODS, create_method
+from armor.results import EvaluationRecord, SweepRecord, read_record
 from armor.threat import project_l1_box
 from armor.training import Trainer
 
@@ -181,10 +183,42 @@ def test_l1_pgd_at_beats_standard_training_under_apgd_l1(standard_run, tmp_path,
                       eval_attacks=["apgd"], eval_steps=10)
     trainer = Trainer(cfg, overwrite=True, progress=False)
     summary = trainer.fit()
-    assert summary.test.labels == ["apgd"]
+    assert summary.test.labels == ["apgd-10"]  # the final table ran the L1 attack it was given
     model = trainer.model.eval()
     x, y = digits.x_test[:200], digits.y_test[:200]
     attack = {"apgd": create_attack("apgd", ThreatModel("l1", L1_EPS), steps=50)}
     robust = evaluate(model, x, y, attack).acc("apgd")
     standard = evaluate(standard_run["model"], x, y, attack).acc("apgd")
-    assert robust > standard + 20 and evaluate(model, x, y, {}).clean_acc > 80
+    clean = evaluate(model, x, y, {}).clean_acc
+    print(f"\nL1 PGD-AT digits: clean {clean:.1f} %, APGD-L1-50 at ε={L1_EPS:g} {robust:.1f} % vs standard {standard:.1f} %")
+    assert robust > standard + 20 and clean > 80
+
+
+# -- command line: eval, sweep, help -----------------------------------------------------------------------------------
+TINY = ["--epochs", "1", "--train-size", "100", "--val-size", "20", "--test-size", "40", "--steps", "2",
+        "--batch-size", "50", "--eval-steps", "2", "--quiet"]
+
+
+def test_l1_from_the_command_line_eval_sweep_and_help(standard_run, tmp_path, capsys):
+    checkpoint = str(standard_run["out"] / "best.pt")
+    base = ["eval", "--checkpoint", checkpoint, "--norm", "l1", "--attack", "apgd", "--steps", "5", "--n", "40",
+            "--no-checks"]
+    assert main(base + ["--out", str(tmp_path / "e0.json")]) == 2  # the L∞ training ε is no L1 budget
+    assert "differs from the training norm linf" in capsys.readouterr().err
+    assert main(base + ["--eps", "2", "--out", str(tmp_path / "e.json")]) == 0
+    assert "L1 ε=2" in capsys.readouterr().out
+    record = read_record(tmp_path / "e.json", EvaluationRecord)
+    assert record.threat["norm"] == "l1" and record.robustbench()["threat_model"] == "L1"
+    assert main(["eval", "--checkpoint", checkpoint, "--norm", "l1", "--eps", "2", "--attack", "fgsm", "--n", "40",
+                 "--no-checks", "--out", str(tmp_path / "f.json")]) == 2
+    assert "fgsm is not defined for l1; use apgd or pgd" in capsys.readouterr().err
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--method", "pgd_at", "--norm", "l1", "--param", "eps", "--values", "1", "3", "--out",
+                 str(out)] + TINY) == 0
+    sweep = read_record(out / "sweep.json", SweepRecord)
+    assert [p.value for p in sweep.points] == [1.0, 3.0] and sweep.threat["norm"] == "l1"
+    assert set(sweep.points[0].attacks) == {"pgd-2", "apgd-2"}  # fgsm, the L∞ default, is not defined for L1
+    assert "L1 ε" in (out / "sweep.md").read_text()
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "--norm NORM norm of the perturbation budget [linf, l2, l1;" in " ".join(capsys.readouterr().out.split())

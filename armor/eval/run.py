@@ -96,6 +96,9 @@ class Subject:
 
 def _threat(options: EvalConfig, norm: str, eps: float, data: Dataset) -> ThreatModel:
     immutable = tuple(sorted({*data.immutable, *options.immutable}))
+    if options.norm and options.norm != norm and options.eps is None:
+        raise UserError(f"norm {options.norm} differs from the training norm {norm} (ε={eps:.4g}), whose budget means "
+                        f"nothing in {options.norm}; give --eps")
     return ThreatModel(options.norm or norm, options.eps if options.eps is not None else eps, data.lower,
                        data.upper, immutable)
 
