@@ -222,3 +222,17 @@ def test_l1_from_the_command_line_eval_sweep_and_help(standard_run, tmp_path, ca
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     assert "--norm NORM norm of the perturbation budget [linf, l2, l1;" in " ".join(capsys.readouterr().out.split())
+
+
+def test_sanity_checks_run_under_l1_without_the_single_step_comparison():
+    from armor.eval.checks import run_checks
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)).eval()
+    x = torch.rand(20, 1, 8, 8)
+    y = model(x).argmax(1)
+    report = run_checks(model, x, y, ThreatModel("l1", L1_EPS), steps=5, queries=50, n=20)
+    names = {c["name"]: c for c in report["checks"]}
+    assert "iterative_beats_single_step" not in names and report["numbers"]["fgsm"] != report["numbers"]["fgsm"]
+    assert "random size-ε noise" in names["noise_weaker_than_attack"]["message"]
+    assert "pgd-5@eps=64" in report["numbers"]  # ε as large as the box: the sum of the 64 features' ranges
