@@ -143,7 +143,7 @@ def test_bpda_layer_of_another_shape_takes_an_approximation(tmp_path):
         check_adaptive(model, x[:2], ["nope"])
 
 
-# -- the rounding model: straight-through ops and its twin both break it -----------------------------------------------
+# -- the rounding model: straight-through ops and its twin both break it --------------------------------------------
 @pytest.fixture(scope="module")
 def rounding(robust_run, digits, threat):
     """The PGD-AT digits model behind 6-level rounding: the step, 0.2, is the budget ε, so from a grid point ε
@@ -165,11 +165,10 @@ def test_rounding_inside_forward_is_broken_by_straight_through_ops_and_by_its_tw
     # time; armor eval --surrogate runs both), Square on the model itself
     with_twin = worst(model, x, y, {label: a if gradient_free(a) else TwinAttack(a, twin)
                                     for label, a in suite().items()})
-    print(f"\nMEASURE rounding: twin {reference:.1f}, plain PGD-10 {plain:.1f}, ops {ops:.1f}, with twin "
-          f"{with_twin:.1f}")
-    assert plain > reference + 20  # rounding stops every input gradient: white-box attacks see a robust model
-    assert abs(ops - reference) <= 3, (ops, reference)
-    assert abs(with_twin - reference) <= 3, (with_twin, reference)
+    numbers = f"twin {reference:.1f} %, PGD-10 {plain:.1f} %, ops {ops:.1f} %, with the twin {with_twin:.1f} %"
+    assert plain > reference + 20, numbers  # rounding stops every input gradient: PGD sees a robust model
+    assert abs(ops - reference) <= 3, numbers  # measured: 45.0 vs 42.0 (1 thread)
+    assert abs(with_twin - reference) <= 3, numbers  # measured: 45.0 vs 42.0
 
 
 def test_twin_keeps_the_models_logits_and_takes_the_surrogates_gradient(rounding):
@@ -182,7 +181,7 @@ def test_twin_keeps_the_models_logits_and_takes_the_surrogates_gradient(rounding
     assert torch.equal(out.detach(), model(x)) and torch.allclose(grad, expected)
 
 
-# -- the transfer check --------------------------------------------------------------------------------------------------
+# -- the transfer check --------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def pairs(standard_run, robust_run):
     """model → a surrogate for it: the honest models get the other honest model; each masked model the honest
@@ -201,7 +200,6 @@ def test_transfer_check_warns_on_masked_models_and_not_on_honest_ones(kind, pair
     white = min(worst(model, x, y, {"pgd": create_attack("pgd", threat, steps=20)}),
                 worst(model, x, y, {"apgd-t": create_attack("apgd_t", threat, steps=20, n_target_classes=3)}))
     check = transfer_check(model, surrogate, x, y, threat, white, steps=20)
-    print(f"\nMEASURE transfer {kind}: {check['message']}")
     assert (check["status"] == WARN) == (kind in ("quantize", "clip", "round-inside")), check["message"]
 
 

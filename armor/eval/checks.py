@@ -150,8 +150,9 @@ def transfer_check(model: nn.Module, surrogate: nn.Module, x: torch.Tensor, y: t
     attack = TransferAttack(create_attack("pgd", threat, steps=steps, eot=eot), surrogate)
     transfer = _attack_acc(model, x, y, attack, seed)
     return {"name": "transfer_not_stronger", "status": WARN if transfer < white_box - TRANSFER_MARGIN else PASS,
-            "value": transfer - white_box, "message": f"PGD-{steps} transferred from the surrogate {transfer:.1f} % vs "
-            f"best white-box {white_box:.1f} % (WARN if transfer is > {TRANSFER_MARGIN:g} points stronger)"}
+            "value": transfer - white_box,
+            "message": f"PGD-{steps} transferred from the surrogate {transfer:.1f} % vs best white-box "
+                       f"{white_box:.1f} % (WARN if transfer is > {TRANSFER_MARGIN:g} points stronger)"}
 
 
 @torch.no_grad()

@@ -367,8 +367,8 @@ def run_evaluation(subject: Subject, options: EvalConfig, path: Optional[Path]) 
             from .sweep import eps_sweep, write_sweep
 
             record.sweep = eps_sweep(model, x, y, threat, options.sweep, lambda t: _with_surrogate(adapt_to_data(
-                attacks_for(t, options), data.input_shape, classes)[0], subject, options), batch_size=options.batch_size,
-                seed=options.seed)
+                attacks_for(t, options), data.input_shape, classes)[0], subject, options),
+                batch_size=options.batch_size, seed=options.seed)
             if path is not None:
                 write_sweep(record.sweep, path.with_name(path.stem + "_sweep"), subject.title)
         if options.corruptions:
