@@ -664,6 +664,10 @@ class EvalConfig:
                                  "rescaled logits)", _choice_check(_losses, "loss"))
     # -- adaptive attacks
     eot: int = option(1, "adaptive", "average each gradient over N forward passes (randomised models)", _int_check(1))
+    eot_draws: Optional[int] = option(None, "adaptive", "classify every point (clean and each attack's) N times and "
+                                      "count the mean over the draws, per example at its worst point (default: 20 "
+                                      "for a randomised model — eot > 1, or two passes that differ — else 1)",
+                                      _int_check(1))
     bpda: Any = option(None, "adaptive", "straight-through gradients through these layers (names as in "
                        "model.named_modules()); with no names, through every layer marked non_differentiable",
                        Check(lambda name, value: _bpda(value), lambda: "layer names, or none for every marked layer",

@@ -59,15 +59,15 @@ class APGD(Attack):
 
     # -- one run of the step-size schedule ------------------------------------------------------
     def _ascend(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                objective: Callable[[torch.Tensor], torch.Tensor]):
-        """Maximise ``objective(logits)`` from a random start; returns (x_adv, fooled)."""
+                objective: Callable[[torch.Tensor], torch.Tensor], stream=None):
+        """Maximise ``objective(logits)`` from a random start (drawn from ``stream``); returns (x_adv, fooled)."""
         threat = self.threat
         shape = (-1,) + (1,) * (x.dim() - 1)
 
         def grad_at(point):
             return input_gradient(model, point, objective)
 
-        x_adv = threat.random_init(x)
+        x_adv = threat.random_init(x, generator=stream)
         grad, logits, loss = grad_at(x_adv)
         fooled = self.success(logits, y)
         x_fooled = x_adv.clone()
@@ -110,13 +110,15 @@ class APGD(Attack):
                 break  # nothing left to gain for evaluation: every example already has a fooling point
         return torch.where(fooled.reshape(shape), x_fooled, x_best), fooled
 
-    def _restarts(self, model, x, y, objective_for, x_adv, fooled):
-        """Run ``objective_for(todo)`` restarts on the still-robust examples, updating in place."""
-        for _ in range(self.restarts):
+    def _restarts(self, model, x, y, objective_for, x_adv, fooled, key=()):
+        """Run ``objective_for(todo)`` restarts on the still-robust examples, updating in place; restart ``r`` draws
+        its start from the streams ``(*key, "start", r)``."""
+        for restart in range(self.restarts):
             todo = (~fooled).nonzero().squeeze(1)
             if todo.numel() == 0:
                 break
-            x_new, fooled_new = self._ascend(model, x[todo], y[todo], objective_for(todo))
+            x_new, fooled_new = self._ascend(model, x[todo], y[todo], objective_for(todo),
+                                             self.stream(*key, "start", restart, rows=todo))
             x_adv[todo] = x_new  # a fooling point, or else the latest run's highest-loss point
             fooled[todo] = fooled_new
         return x_adv, fooled
@@ -177,7 +179,7 @@ class APGDTargeted(APGD):
                                         - out.float().gather(1, y[todo][:, None])).squeeze(1)
                 return lambda out: dlr_targeted(out, y[todo], target[todo])
 
-            x_adv, fooled = self._restarts(model, x, y, objective_for, x_adv, fooled)
+            x_adv, fooled = self._restarts(model, x, y, objective_for, x_adv, fooled, key=("target", rank))
             if fooled.all():
                 break
         return x_adv

@@ -24,7 +24,7 @@ class TransferAttack(Attack):
         training = self.source.training
         self.source.train(model.training)
         try:
-            return self.attack(self.source, x, y)
+            return self.attack(self.source, x, y, streams=self._streams)
         finally:
             self.source.train(training)
 
