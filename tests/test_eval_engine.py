@@ -252,3 +252,14 @@ def test_deterministic_model_is_classified_once(robust_run, digits, threat):
     res = evaluate_robustness(robust_run["model"], x, y, threat, suite="quick", steps=3, checks=False).result
     assert res.draws == 1 and res.forward_passes_per_prediction == 1 and res.single_draw is None
 
+
+# -- the fast suite ---------------------------------------------------------------------------------------------------
+def test_fast_suite_costs_at_most_a_fifth_of_the_standard_and_stays_within_half_a_point(robust_run, digits, threat):
+    model = robust_run["model"]
+    x, y = digits.x_test, digits.y_test  # all 397: half a point is 2 images
+    std = evaluate(model, x, y, suite_attacks("standard", threat), mode="ensemble", seed=0)
+    fast = evaluate(model, x, y, suite_attacks("fast", threat), mode="ensemble", seed=0)
+    cost = lambda r: sum(a.forward_passes + a.backward_passes for a in r.attacks.values())  # noqa: E731
+    assert 0 < std.worst_case < std.correct
+    assert cost(fast) <= cost(std) / 5, (cost(fast), cost(std))
+    assert fast.worst_case_acc <= std.worst_case_acc + 0.5, (fast.worst_case_acc, std.worst_case_acc)
