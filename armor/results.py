@@ -65,7 +65,8 @@ class AttackResult:
     robust_examples: Optional[List[bool]] = None  # independent mode: per example, did it resist this attack (on
     #                                               every draw)
     backward_passes: int = 0      # of those, forward passes an input gradient was taken through
-    seconds: Optional[float] = None  # wall time inside the attack (a measurement, not a result)
+    seconds: Optional[float] = None  # wall time inside the attack: a measurement of this process, not a result, so
+    #                                  never written (records of the same evaluation stay equal)
 
 
 @dataclass
@@ -157,8 +158,6 @@ class Evaluation:
         for label, a in self.attacks.items():
             entry = {"attack": a.spec, key: self.acc(label), "robust": a.robust, "broken": a.broken,
                      "forward_passes": a.forward_passes, "backward_passes": a.backward_passes}
-            if a.seconds is not None:
-                entry["seconds"] = a.seconds
             if a.robust_examples is not None:
                 entry["robust_examples"] = "".join("1" if r else "0" for r in a.robust_examples)
             attacks[label] = entry
@@ -182,7 +181,7 @@ class Evaluation:
                 attacks[label] = AttackResult(label, a["attack"], int(a["robust"]), int(a["broken"]),
                                               int(a["forward_passes"]),
                                               None if mask is None else [c == "1" for c in mask],
-                                              int(a.get("backward_passes", 0)), a.get("seconds"))
+                                              int(a.get("backward_passes", 0)))
             optional = lambda k: None if d.get(k) is None else int(d[k])  # noqa: E731
             return cls(d["mode"], int(d["n"]), int(d["correct"]), int(d["worst_case"]), attacks,
                        list(d["broken_by_example"]), int(d["forward_passes"]), d.get("seed"), int(d.get("draws", 1)),

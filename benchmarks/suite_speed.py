@@ -34,8 +34,12 @@ from armor.results import Evaluation  # noqa: E402
 
 def batch_by_batch(model, x, y, attacks, batch_size: int, seed: int) -> Evaluation:
     """The pre-outer-loop engine: each batch runs the whole suite over its own shrinking sub-batches."""
-    return Evaluation.merge([evaluate(model, x[s:s + batch_size], y[s:s + batch_size], attacks, batch_size=batch_size,
-                                      mode="ensemble", seed=seed, first_index=s) for s in range(0, len(x), batch_size)])
+    parts = [evaluate(model, x[s:s + batch_size], y[s:s + batch_size], attacks, batch_size=batch_size,
+                      mode="ensemble", seed=seed, first_index=s) for s in range(0, len(x), batch_size)]
+    merged = Evaluation.merge(parts)
+    for label, a in merged.attacks.items():  # the batches ran one after the other: their times add up
+        a.seconds = sum(p.attacks[label].seconds or 0.0 for p in parts)
+    return merged
 
 
 def passes(res: Evaluation) -> int:
