@@ -263,3 +263,16 @@ def test_fast_suite_costs_at_most_a_fifth_of_the_standard_and_stays_within_half_
     assert 0 < std.worst_case < std.correct
     assert cost(fast) <= cost(std) / 5, (cost(fast), cost(std))
     assert fast.worst_case_acc <= std.worst_case_acc + 0.5, (fast.worst_case_acc, std.worst_case_acc)
+
+
+def test_a_model_whose_two_passes_differ_is_classified_over_draws(standard_run, robust_run, digits, threat):
+    from masked_models import masked
+
+    from armor.eval.run import evaluate_robustness
+
+    model = masked("noise", standard_run["model"], robust_run["model"])
+    x, y = digits.x_test[:40], digits.y_test[:40]
+    found = evaluate_robustness(model, x, y, threat, suite="quick", steps=2, checks=False).result  # eot 1
+    assert found.draws == 20 and found.forward_passes_per_prediction == 20
+    given = evaluate_robustness(model, x, y, threat, suite="quick", steps=2, checks=False, eot_draws=3).result
+    assert given.draws == 3 and given.verification_passes % 3 == 0

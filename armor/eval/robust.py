@@ -106,10 +106,11 @@ DEFAULT_DRAWS = 20
 
 
 def randomised(model: nn.Module, x: torch.Tensor) -> bool:
-    """Whether ``model`` (in eval mode) gives different logits for the same inputs on two forward passes."""
+    """Whether ``model`` (in eval mode) gives different logits for the same inputs on two forward passes (beyond
+    what nondeterministic GPU kernels or reduced precision change: 0.1 % of the largest logit)."""
     with torch.no_grad(), eval_mode(model):
-        a, b = model(x), model(x)
-    return not torch.allclose(a.float(), b.float(), rtol=1e-4, atol=1e-5)
+        a, b = model(x).float(), model(x).float()
+    return bool((a - b).abs().max() > 1e-3 * a.abs().max().clamp_min(1.0))
 
 
 def _classify(model: nn.Module, x: torch.Tensor, y: torch.Tensor, draws: int):
