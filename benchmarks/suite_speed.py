@@ -1,7 +1,7 @@
-"""The evaluation engine side by side in one process: the outer-loop suite vs the old batch-by-batch one, the fast
-suite vs the standard one, and torchattacks' AutoAttack on the same model and points.
+"""The evaluation engine side by side in one process: the outer-loop suite vs the old batch-by-batch one, other
+suites vs the standard one, and torchattacks' AutoAttack on the same model and points.
 
-    python benchmarks/suite_speed.py --checkpoint RUN/best.pt [--n 1000] [--batch-size 256] [--suites standard fast]
+    python benchmarks/suite_speed.py --checkpoint RUN/best.pt [--n 1000] [--batch-size 256] [--suites standard quick]
                                      [--no-old] [--no-torchattacks] [--steps S] [--queries Q]
 
 - **old vs new**: "old" is the engine before the outer loop — every batch runs the whole suite over its own
@@ -9,7 +9,7 @@ suite vs the standard one, and torchattacks' AutoAttack on the same model and po
   streams, so the per-example results must agree and only the batching differs); "new" runs each attack once over
   all still-robust examples compacted into full batches. Per-attack times and the worst case of each are printed,
   with the time ratio new / old.
-- **fast vs standard**: forward+backward passes (a gradient pass counts twice), worst case, and the ratios.
+- **another suite vs standard** (``--suites standard NAME``): forward+backward passes (a gradient pass counts twice), worst case, and the ratios.
 - **torchattacks' AutoAttack** (standard version, same ε, norm and points) when torchattacks is installed: its time
   and robust accuracy, and the ratio armor standard / AutoAttack.
 
@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--suites", nargs="+", default=["standard", "fast"])
+    parser.add_argument("--suites", nargs="+", default=["standard"])
     parser.add_argument("--steps", type=int, default=None, help="override every suite's steps (a reduced run)")
     parser.add_argument("--queries", type=int, default=None, help="override every suite's Square queries")
     parser.add_argument("--seed", type=int, default=0)
@@ -112,10 +112,11 @@ def main() -> None:
             print(f"  new / old time {t_new / t_old:.2f}; worst case new − old "
                   f"{new.worst_case_acc - old.worst_case_acc:+.2f} points; {differ} example(s) labelled differently",
                   flush=True)
-    if "standard" in results and "fast" in results:
-        std, fast = results["standard"], results["fast"]
-        print(f"fast / standard passes {passes(fast) / passes(std):.3f}; worst case fast − standard "
-              f"{fast.worst_case_acc - std.worst_case_acc:+.2f} points", flush=True)
+    for suite, other in results.items():
+        if suite != "standard" and "standard" in results:
+            std = results["standard"]
+            print(f"{suite} / standard passes {passes(other) / passes(std):.3f}; worst case {suite} − standard "
+                  f"{other.worst_case_acc - std.worst_case_acc:+.2f} points", flush=True)
     if args.torchattacks:
         out = torchattacks_autoattack(model, x, y, threat, args.batch_size, args.seed)
         if out is None:

@@ -191,7 +191,7 @@ def test_torchrun_evaluation_gives_the_one_process_per_example_results(robust_ru
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
     args = ["-m", "armor", "eval", "--checkpoint", str(robust_run["out"] / "best.pt"), "--suite", "standard",
-            "--steps", "5", "--queries", "100", "--n", "200", "--no-checks", "--seed", "0"]
+            "--steps", "10", "--queries", "150", "--no-checks", "--seed", "0"]
     records = {}
     for procs in (1, 2):
         launch = [] if procs == 1 else ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}"]
@@ -209,7 +209,7 @@ def test_torchrun_evaluation_gives_the_one_process_per_example_results(robust_ru
         records[procs] = read_record(out, EvaluationRecord).result
         assert not list(tmp_path.glob("*.state.json*"))  # every rank's resume state removed at the end
     one, two = records[1], records[2]
-    assert one.n == two.n == 200 and 0 < one.worst_case < one.correct
+    assert one.n == two.n == 397 and 0 < one.worst_case < one.correct
     changed = flips(one, two)
     assert len(changed) <= 1, changed  # the ranks' batches have other shapes: a borderline example may flip
     assert abs(one.worst_case - two.worst_case) <= len(changed) and one.correct == two.correct
@@ -251,18 +251,6 @@ def test_deterministic_model_is_classified_once(robust_run, digits, threat):
     x, y = digits.x_test[:40], digits.y_test[:40]
     res = evaluate_robustness(robust_run["model"], x, y, threat, suite="quick", steps=3, checks=False).result
     assert res.draws == 1 and res.forward_passes_per_prediction == 1 and res.single_draw is None
-
-
-# -- the fast suite ---------------------------------------------------------------------------------------------------
-def test_fast_suite_costs_at_most_a_fifth_of_the_standard_and_stays_within_half_a_point(robust_run, digits, threat):
-    model = robust_run["model"]
-    x, y = digits.x_test, digits.y_test  # all 397: half a point is 2 images
-    std = evaluate(model, x, y, suite_attacks("standard", threat), mode="ensemble", seed=0)
-    fast = evaluate(model, x, y, suite_attacks("fast", threat), mode="ensemble", seed=0)
-    cost = lambda r: sum(a.forward_passes + a.backward_passes for a in r.attacks.values())  # noqa: E731
-    assert 0 < std.worst_case < std.correct
-    assert cost(fast) <= cost(std) / 5, (cost(fast), cost(std))
-    assert fast.worst_case_acc <= std.worst_case_acc + 0.5, (fast.worst_case_acc, std.worst_case_acc)
 
 
 def test_a_model_whose_two_passes_differ_is_classified_over_draws(standard_run, robust_run, digits, threat):

@@ -5,10 +5,6 @@ worst case over their attacks. Each suite states its full budget, so a record ca
 - ``standard``: APGD-CE, APGD-T (9 target classes), Square (5000 queries): AutoAttack's standard set minus
   FAB-T, so **not** AutoAttack and never reported as ``autoattack_acc``. It contains a black-box attack on
   purpose: gradient masking that fools every white-box attack does not fool random search.
-- ``fast``: for the loop people run most often — APGD-CE (25 steps), APGD-T (9 target classes, 40 steps each),
-  Square (500 queries): under a fifth of the standard suite's forward+backward passes (tested),
-  with a worst case within half a point of the standard suite's on the demo and MNIST recipe models
-  (``benchmarks/suite_speed.py``). A development number, never AutoAttack and never ``autoattack_acc``.
 - ``full``: the standard attacks with more restarts (APGD-CE ×5, APGD-DLR ×5, APGD-T ×3 per target) and
   Square with 10 000 queries.
 - ``autoattack``: AutoAttack's standard version (Croce & Hein 2020) — APGD-CE (100 steps), APGD-T (9 target
@@ -35,9 +31,6 @@ SUITES: Dict[str, List[Tuple[str, str, Dict[str, Any]]]] = {
     "standard": [("apgd-ce", "apgd", {"steps": 100}),
                  ("apgd-t", "apgd_t", {"steps": 100, "n_target_classes": 9}),
                  ("square", "square", {"queries": 5000})],
-    "fast": [("apgd-ce", "apgd", {"steps": 25}),
-             ("apgd-t", "apgd_t", {"steps": 40, "n_target_classes": 9}),
-             ("square", "square", {"queries": 500})],
     "full": [("apgd-ce", "apgd", {"steps": 100, "restarts": 5}),
              ("apgd-dlr", "apgd", {"steps": 100, "restarts": 5, "loss": "dlr"}),
              ("apgd-t", "apgd_t", {"steps": 100, "restarts": 3, "n_target_classes": 9}),
