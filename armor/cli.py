@@ -337,6 +337,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     options = EvalConfig.from_dict(_given(args, args.config_fields)).check_source()
     record = evaluate_checkpoint(config=options)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # torchrun: rank 0 reports
     res = record.result
     name = Path(options.checkpoint or options.weights or options.model).name
     header, rows = accuracy_rows({name: res}, mark_cumulative=True)
@@ -352,6 +354,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         cut = [r for r in record.reduced if r not in record.substitutions]
         print(f"worst case over the {record.suite} suite: {res.worst_case_acc:.1f} %"
               + (f" (reduced budget: {'; '.join(cut)})" if cut else ""))
+    if res.draws > 1:
+        print(f"randomised model: every point classified {res.draws} times; accuracies are means over the draws "
+              f"(worst case on a single draw {res.single_draw_acc:.1f} %, right on every draw "
+              f"{res.all_draws_acc:.1f} %)")
     if record.checks is not None:
         print(format_checks(record.checks))
     if record.corruptions is not None:

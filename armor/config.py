@@ -678,6 +678,10 @@ class EvalConfig:
                                  "rescaled logits)", _choice_check(_losses, "loss"))
     # -- adaptive attacks
     eot: int = option(1, "adaptive", "average each gradient over N forward passes (randomised models)", _int_check(1))
+    eot_draws: Optional[int] = option(None, "adaptive", "classify every point (clean and each attack's) N times and "
+                                      "count the mean over the draws, per example at its worst point (default: 20 "
+                                      "for a randomised model — eot > 1, or two passes that differ — else 1)",
+                                      _int_check(1))
     bpda: Any = option(None, "adaptive", "straight-through gradients (BPDA): layer names (as in "
                        "model.named_modules(); identity approximation, output shaped like the input), "
                        "NAME=FILE.py:FACTORY (a differentiable approximation of that layer), 'ops' (round, floor, "

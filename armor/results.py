@@ -54,26 +54,40 @@ def environment() -> Dict[str, Any]:
 # -- evaluation ----------------------------------------------------------------------------------------------------
 @dataclass
 class AttackResult:
-    """One attack of an evaluation. ``robust`` is a count: standalone (independent mode) or cumulative (ensemble)."""
+    """One attack of an evaluation. ``robust`` is a count: standalone (independent mode) or cumulative (ensemble),
+    in units of one draw (an example right on k of an evaluation's ``draws`` re-classifications counts k)."""
 
     label: str
     spec: str                     # repr of the attack: its class and every option, budgets included
     robust: int
-    broken: int                   # clean-correct examples this attack was the first in the list to break
+    broken: int                   # clean-correct examples whose worst point this attack found (with one draw:
+    #                               the first attack in the list that broke them)
     forward_passes: int           # examples through the model inside this attack (EOT samples, restarts count)
-    robust_examples: Optional[List[bool]] = None  # independent mode: per example, did it resist this attack
+    robust_examples: Optional[List[bool]] = None  # independent mode: per example, did it resist this attack (on
+    #                                               every draw)
+    backward_passes: int = 0      # of those, forward passes an input gradient was taken through
+    seconds: Optional[float] = None  # wall time inside the attack: a measurement of this process, not a result, so
+    #                                  never written (records of the same evaluation stay equal)
 
 
 @dataclass
 class Evaluation:
+    """Counts of an evaluation. With ``draws`` > 1 (a randomised model) every point is classified ``draws`` times:
+    ``correct``, ``worst_case`` and each attack's ``robust`` are sums of correct draws, so the accuracies are means
+    over draws; each example's worst case is its point (clean or an attack's) with the fewest correct draws."""
+
     mode: str
     n: int
     correct: int
     worst_case: int
     attacks: Dict[str, AttackResult]
-    broken_by_example: List[Optional[str]]      # per example: "clean", the first attack that broke it, or None
-    forward_passes: int                         # clean pass + every attack's passes
+    broken_by_example: List[Optional[str]]      # per example: "clean", the attack whose point is its worst, or None
+    forward_passes: int                         # clean pass(es) + every attack's passes
     seed: Optional[int] = None
+    draws: int = 1                              # classifications of every point (1: a deterministic model)
+    single_draw: Optional[int] = None           # draws > 1: examples right on the first draw at their worst point
+    all_draws: Optional[int] = None             # draws > 1: examples right on every draw at their worst point
+    verification_passes: int = 0                # forward passes classifying the attacks' points
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -82,11 +96,32 @@ class Evaluation:
     # -- the numbers people read ----------------------------------------------------------------------------------
     @property
     def clean_acc(self) -> float:
-        return _pct(self.correct, self.n)
+        """Clean accuracy (%); with several draws, the mean over draws."""
+        return _pct(self.correct, self.n * self.draws)
 
     @property
     def worst_case_acc(self) -> float:
-        return _pct(self.worst_case, self.n)
+        """Worst case over the attacks (%); with several draws, the mean over draws at each example's worst point."""
+        return _pct(self.worst_case, self.n * self.draws)
+
+    @property
+    def single_draw_acc(self) -> float:
+        """The worst case as one draw at each example's worst point scores it (= :attr:`worst_case_acc` with one)."""
+        return self.worst_case_acc if self.single_draw is None else _pct(self.single_draw, self.n)
+
+    @property
+    def all_draws_acc(self) -> float:
+        """The share of examples right on every draw at their worst point (= :attr:`worst_case_acc` with one)."""
+        return self.worst_case_acc if self.all_draws is None else _pct(self.all_draws, self.n)
+
+    @property
+    def forward_passes_per_prediction(self) -> int:
+        """Forward passes behind one reported prediction (``draws``: a randomised model is classified that often)."""
+        return self.draws
+
+    @property
+    def backward_passes(self) -> int:
+        return sum(a.backward_passes for a in self.attacks.values())
 
     @property
     def acc_kind(self) -> str:
@@ -97,7 +132,7 @@ class Evaluation:
         """Accuracy (%) under attack ``label``: standalone or cumulative, as :attr:`acc_kind` says."""
         if label not in self.attacks:
             raise KeyError(f"no attack {label!r} in this evaluation; it has: {', '.join(self.attacks) or 'none'}")
-        return _pct(self.attacks[label].robust, self.n)
+        return _pct(self.attacks[label].robust, self.n * self.draws)
 
     def standalone_acc(self, label: str) -> float:
         if self.mode != "independent":
@@ -123,14 +158,20 @@ class Evaluation:
         attacks = {}
         for label, a in self.attacks.items():
             entry = {"attack": a.spec, key: self.acc(label), "robust": a.robust, "broken": a.broken,
-                     "forward_passes": a.forward_passes}
+                     "forward_passes": a.forward_passes, "backward_passes": a.backward_passes}
             if a.robust_examples is not None:
                 entry["robust_examples"] = "".join("1" if r else "0" for r in a.robust_examples)
             attacks[label] = entry
-        return {"mode": self.mode, "n": self.n, "clean_acc": self.clean_acc, "worst_case_acc": self.worst_case_acc,
-                "correct": self.correct, "worst_case": self.worst_case, "attacks": attacks,
-                "broken_by_example": list(self.broken_by_example), "forward_passes": self.forward_passes,
-                "seed": self.seed}
+        d = {"mode": self.mode, "n": self.n, "clean_acc": self.clean_acc, "worst_case_acc": self.worst_case_acc,
+             "correct": self.correct, "worst_case": self.worst_case, "attacks": attacks,
+             "broken_by_example": list(self.broken_by_example), "forward_passes": self.forward_passes,
+             "backward_passes": self.backward_passes, "verification_passes": self.verification_passes,
+             "seed": self.seed, "draws": self.draws,
+             "forward_passes_per_prediction": self.forward_passes_per_prediction}
+        if self.draws > 1:
+            d.update(single_draw_acc=self.single_draw_acc, all_draws_acc=self.all_draws_acc,
+                     single_draw=self.single_draw, all_draws=self.all_draws)
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Evaluation":
@@ -140,9 +181,12 @@ class Evaluation:
                 mask = a.get("robust_examples")
                 attacks[label] = AttackResult(label, a["attack"], int(a["robust"]), int(a["broken"]),
                                               int(a["forward_passes"]),
-                                              None if mask is None else [c == "1" for c in mask])
+                                              None if mask is None else [c == "1" for c in mask],
+                                              int(a.get("backward_passes", 0)))
+            optional = lambda k: None if d.get(k) is None else int(d[k])  # noqa: E731
             return cls(d["mode"], int(d["n"]), int(d["correct"]), int(d["worst_case"]), attacks,
-                       list(d["broken_by_example"]), int(d["forward_passes"]), d.get("seed"))
+                       list(d["broken_by_example"]), int(d["forward_passes"]), d.get("seed"), int(d.get("draws", 1)),
+                       optional("single_draw"), optional("all_draws"), int(d.get("verification_passes", 0)))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise UserError(f"not an armor evaluation result (missing or bad field {exc})") from None
 
@@ -150,24 +194,33 @@ class Evaluation:
     @classmethod
     def merge(cls, parts: Sequence["Evaluation"]) -> "Evaluation":
         """One evaluation from evaluations of consecutive slices of the same examples (torchrun ranks, in rank order):
-        counts and forward passes are summed, per-example results concatenated — exact, no averaging."""
+        counts and forward passes are summed, per-example results concatenated — exact, no averaging. (An attack's
+        ``seconds`` is the longest rank's: the ranks ran side by side.)"""
         parts = list(parts)
         if not parts:
             raise ValueError("nothing to merge")
         first = parts[0]
         for p in parts[1:]:
-            if p.mode != first.mode or list(p.attacks) != list(first.attacks):
-                raise ValueError("can only merge evaluations of the same attacks in the same mode")
+            if p.mode != first.mode or list(p.attacks) != list(first.attacks) or p.draws != first.draws:
+                raise ValueError("can only merge evaluations of the same attacks in the same mode and draws")
         attacks = {}
         for label, a in first.attacks.items():
             masks = [p.attacks[label].robust_examples for p in parts]
+            times = [p.attacks[label].seconds for p in parts if p.attacks[label].seconds is not None]
             attacks[label] = AttackResult(
                 label, a.spec, sum(p.attacks[label].robust for p in parts),
                 sum(p.attacks[label].broken for p in parts), sum(p.attacks[label].forward_passes for p in parts),
-                None if any(m is None for m in masks) else [r for m in masks for r in m])
+                None if any(m is None for m in masks) else [r for m in masks for r in m],
+                sum(p.attacks[label].backward_passes for p in parts), max(times) if times else None)
+
+        def total(key: str) -> Optional[int]:
+            values = [getattr(p, key) for p in parts]
+            return None if any(v is None for v in values) else sum(values)
+
         return cls(first.mode, sum(p.n for p in parts), sum(p.correct for p in parts),
                    sum(p.worst_case for p in parts), attacks, [b for p in parts for b in p.broken_by_example],
-                   sum(p.forward_passes for p in parts), first.seed)
+                   sum(p.forward_passes for p in parts), first.seed, first.draws, total("single_draw"),
+                   total("all_draws"), sum(p.verification_passes for p in parts))
 
 
 # -- records written to disk --------------------------------------------------------------------------------------

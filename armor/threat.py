@@ -11,8 +11,10 @@ from typing import Any, Tuple, Union
 
 import torch
 
+from . import streams
 from .budgets import DEFAULT_EPS, NORM_LABELS, NORMS, norm_symbol, parse_eps, parse_norm
 from .errors import UserError
+from .streams import Source
 
 __all__ = ["DEFAULT_EPS", "L1_STEP_FRACTION", "NORMS", "ThreatModel", "parse_eps", "parse_norm", "project_l1_box"]
 
@@ -258,26 +260,27 @@ class ThreatModel:
             delta = delta * (self.eps / _flat_norm(delta).clamp_min(1e-12)).clamp(max=1.0)
         return self.clip(x + delta)
 
-    def random_init(self, x: torch.Tensor, generator: torch.Generator | None = None,
-                    clamp: bool = True) -> torch.Tensor:
+    def random_init(self, x: torch.Tensor, generator: Source = None, clamp: bool = True) -> torch.Tensor:
         """A random point of the ball ∩ box: uniform in the cube for L∞, uniform in radius for L2; for L1
         AutoAttack's APGD-L1 start, a Gaussian draw projected onto the L1 ball ∩ box — a point of size ε (where the
         box allows) on the features with the largest draws that the box lets move that way.
+
+        ``generator``: a ``torch.Generator``, per-example :class:`armor.streams.Streams` (evaluation), or None (the
+        global RNG); the same holds for :meth:`random_boundary` and :meth:`sphere`.
 
         ``clamp=False`` leaves the start outside the box where the ball pokes out of it (Wong et al.'s
         MNIST FGSM-RS does this; clamping the start there made training collapse catastrophically); for L1 the
         draw is then projected onto the ball alone.
         """
         if self.norm == "linf":
-            delta = torch.rand(x.shape, device=x.device, dtype=x.dtype, generator=generator)
+            delta = streams.uniform(x.shape, x, generator)
             delta = (2 * delta - 1) * self.eps
         elif self.norm == "l1":
-            draw = self.changeable(torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator))
+            draw = self.changeable(streams.normal(x.shape, x, generator))
             delta = self._project_l1(draw, x, box=clamp)
         else:
-            direction = self.changeable(torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator))
-            radius = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), device=x.device, dtype=x.dtype,
-                                generator=generator)
+            direction = self.changeable(streams.normal(x.shape, x, generator))
+            radius = streams.uniform((x.shape[0],) + (1,) * (x.dim() - 1), x, generator)
             delta = direction / _flat_norm(direction).clamp_min(1e-12) * radius * self.eps
         delta = self.changeable(delta)
         return self.clip(x + delta) if clamp else x + delta
@@ -312,7 +315,7 @@ class ThreatModel:
         direction = grad.sign().reshape(score.shape) * chosen
         return (direction / chosen.sum(1, keepdim=True).clamp_min(1)).reshape(grad.shape)
 
-    def random_boundary(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def random_boundary(self, x: torch.Tensor, generator: Source = None) -> torch.Tensor:
         """A random point on the surface of the ball (corners ±ε for L∞, the ε-sphere for L2), then clipped to
         the box: random noise as large as a perturbation can be (the sanity checks' noise baseline). L1: the
         random start (a Gaussian draw projected onto the ball ∩ box), whose size is ε wherever the box allows —
@@ -321,20 +324,20 @@ class ThreatModel:
             return self.random_init(x, generator)
         return self.clip(x + self.sphere(x.shape, x, generator))
 
-    def sphere(self, shape, like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sphere(self, shape, like: torch.Tensor, generator: Source = None) -> torch.Tensor:
         """Random perturbations of exactly size ε in this norm (L∞: random ±ε signs; L2: a Gaussian direction;
         L1: a Laplace draw scaled to L1 norm ε, uniform on the L1 sphere), zero on the immutable features."""
         if self.norm == "linf":
-            return self.changeable(self.eps * (torch.randint(0, 2, shape, device=like.device, generator=generator)
+            return self.changeable(self.eps * (streams.integers(0, 2, shape, like.device, generator)
                                                .to(like.dtype) * 2 - 1))
         if self.norm == "l1":
-            u = torch.rand(shape, device=like.device, dtype=like.dtype, generator=generator)
+            u = streams.uniform(shape, like, generator)
             e = -torch.log1p(-u)  # Exp(1) (u < 1); a random sign makes it Laplace
-            signs = torch.randint(0, 2, shape, device=like.device, generator=generator).to(like.dtype) * 2 - 1
+            signs = streams.integers(0, 2, shape, like.device, generator).to(like.dtype) * 2 - 1
             direction = self.changeable(e * signs)
             size = direction.reshape(direction.shape[0], -1).abs().sum(1).clamp_min(1e-12)
             return direction * (self.eps / size).reshape(-1, *([1] * (direction.dim() - 1)))
-        direction = self.changeable(torch.randn(shape, device=like.device, dtype=like.dtype, generator=generator))
+        direction = self.changeable(streams.normal(shape, like, generator))
         return direction * (self.eps / _flat_norm(direction).clamp_min(1e-12))
 
     def distance(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -206,9 +206,10 @@ def test_interrupted_evaluation_resumes_with_identical_numbers(robust_run, digit
     flaky = Flaky(threat, steps=5)
     with pytest.raises(_Interrupt):
         evaluate(model, x, y, {"pgd": flaky}, batch_size=20, mode="ensemble", seed=3, state_path=state)
-    assert json.loads(state.read_text())["batches_done"] == 2
+    saved = json.loads(state.read_text())
+    assert (saved["phase"], saved["chunks_done"]) == (0, 2)  # the clean pass and two chunks of PGD's pass done
     resumed = evaluate(model, x, y, {"pgd": flaky}, batch_size=20, mode="ensemble", seed=3, state_path=state)
-    assert len(calls) == 3 + 2  # only the two unfinished batches ran again
+    assert len(calls) == 3 + (-(-full.correct // 20) - 2)  # only PGD's unfinished chunks ran again
     assert resumed.worst_case_acc == full.worst_case_acc
     assert resumed.broken_by_example == full.broken_by_example and not state.exists()
 
@@ -297,4 +298,6 @@ def test_apgd_and_suite_agree_with_torchattacks(robust_run, digits, threat):
     torch.manual_seed(0)
     theirs = accuracy(model, torchattacks.APGD(model, eps=threat.eps, steps=50, n_restarts=1, loss="ce", seed=0)(x, y),
                       y)
-    assert abs(ours - theirs) <= 2
+    # armor draws its random starts from per-example streams, torchattacks from its seeded RNG: the two differ by
+    # start luck alone; armor may be a few points stronger but never more than 2 points weaker
+    assert -4 <= ours - theirs <= 2

@@ -76,17 +76,17 @@ class APGD(Attack):
 
     # -- one run of the step-size schedule ------------------------------------------------------
     def _ascend(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                objective: Callable[[torch.Tensor], torch.Tensor]):
-        """Maximise ``objective(logits)`` from a random start; returns (x_adv, fooled)."""
+                objective: Callable[[torch.Tensor], torch.Tensor], stream=None):
+        """Maximise ``objective(logits)`` from a random start (drawn from ``stream``); returns (x_adv, fooled)."""
         if self.threat.norm == "l1":
-            return self._ascend_l1(model, x, y, objective)
+            return self._ascend_l1(model, x, y, objective, stream)
         threat = self.threat
         shape = (-1,) + (1,) * (x.dim() - 1)
 
         def grad_at(point):
             return input_gradient(model, point, objective)
 
-        x_adv = threat.random_init(x)
+        x_adv = threat.random_init(x, generator=stream)
         grad, logits, loss = grad_at(x_adv)
         fooled = self.success(logits, y)
         x_fooled = x_adv.clone()
@@ -131,26 +131,26 @@ class APGD(Attack):
 
     # -- APGD-L1 ------------------------------------------------------------------------------------------------
     def _ascend_l1(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                   objective: Callable[[torch.Tensor], torch.Tensor]):
+                   objective: Callable[[torch.Tensor], torch.Tensor], stream=None):
         """APGD-L1, with the 3ε → 2ε → ε stages when ``larger_eps``; returns (x_adv, fooled) at ε."""
         if not self.larger_eps:
-            x_best, x_fooled, fooled = self._run_l1(model, x, y, objective, self.threat, self.steps, None, True)
+            x_best, x_fooled, fooled = self._run_l1(model, x, y, objective, self.threat, self.steps, None, True, stream)
             return torch.where(fooled.reshape((-1,) + (1,) * (x.dim() - 1)), x_fooled, x_best), fooled
         stages, left = [], self.steps
         for multiple, share in L1_EPS_STAGES:
             n = left if share is None else min(math.ceil(share * self.steps), left)
             stages.append((multiple, n))
             left -= n
-        start = self.threat.scaled(L1_EPS_STAGES[0][0] * self.threat.eps).random_init(x)
+        start = self.threat.scaled(L1_EPS_STAGES[0][0] * self.threat.eps).random_init(x, generator=stream)
         for multiple, n in stages:
             last = multiple == 1.0
             if n == 0 and not last:
                 continue
             threat = self.threat.scaled(multiple * self.threat.eps) if not last else self.threat
-            start, x_fooled, fooled = self._run_l1(model, x, y, objective, threat, n, start, last)
+            start, x_fooled, fooled = self._run_l1(model, x, y, objective, threat, n, start, last, stream)
         return torch.where(fooled.reshape((-1,) + (1,) * (x.dim() - 1)), x_fooled, start), fooled
 
-    def _run_l1(self, model, x, y, objective, threat: ThreatModel, steps: int, start, final: bool):
+    def _run_l1(self, model, x, y, objective, threat: ThreatModel, steps: int, start, final: bool, stream=None):
         """One APGD-L1 run of ``steps`` steps in ``threat``'s ball from ``start`` (None: a random start); returns
         (highest-loss point, first fooling point, fooled). ``final``: the run at the real ε (it may stop early)."""
         shape = (-1,) + (1,) * (x.dim() - 1)
@@ -163,7 +163,7 @@ class APGD(Attack):
             return (point - x).reshape(x.shape[0], -1).ne(0).sum(1).to(x.dtype)
 
         if start is None:
-            x_adv = threat.random_init(x)
+            x_adv = threat.random_init(x, generator=stream)
             topk = torch.full((x.shape[0],), L1_TOPK, device=x.device, dtype=x.dtype)
             sparsity_old = torch.full_like(topk, float(features))
         else:
@@ -202,13 +202,15 @@ class APGD(Attack):
                 break
         return x_best, x_fooled, fooled
 
-    def _restarts(self, model, x, y, objective_for, x_adv, fooled):
-        """Run ``objective_for(todo)`` restarts on the still-robust examples, updating in place."""
-        for _ in range(self.restarts):
+    def _restarts(self, model, x, y, objective_for, x_adv, fooled, key=()):
+        """Run ``objective_for(todo)`` restarts on the still-robust examples, updating in place; restart ``r`` draws
+        its start from the streams ``(*key, "start", r)``."""
+        for restart in range(self.restarts):
             todo = (~fooled).nonzero().squeeze(1)
             if todo.numel() == 0:
                 break
-            x_new, fooled_new = self._ascend(model, x[todo], y[todo], objective_for(todo))
+            x_new, fooled_new = self._ascend(model, x[todo], y[todo], objective_for(todo),
+                                             self.stream(*key, "start", restart, rows=todo))
             x_adv[todo] = x_new  # a fooling point, or else the latest run's highest-loss point
             fooled[todo] = fooled_new
         return x_adv, fooled
@@ -293,7 +295,7 @@ class APGDTargeted(APGD):
                                         - out.float().gather(1, y[todo][:, None])).squeeze(1)
                 return lambda out: dlr_targeted(out, y[todo], target[todo])
 
-            x_adv, fooled = self._restarts(model, x, y, objective_for, x_adv, fooled)
+            x_adv, fooled = self._restarts(model, x, y, objective_for, x_adv, fooled, key=("target", rank))
             if fooled.all():
                 break
         return x_adv

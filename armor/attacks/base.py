@@ -1,12 +1,17 @@
-"""The attack protocol: ``attack(model, x, y) -> x_adv``.
+"""The attack protocol: ``attack(model, x, y, streams=None) -> x_adv``.
 
 An attack is pure with respect to the model: it never leaves ``model.training`` or any parameter's
 ``requires_grad`` changed, and it takes gradients with respect to the input only
 (``torch.autograd.grad``), so no weight gradient is computed or accumulated.
+
+Its randomness (random starts, restarts, Square's proposals) comes from ``streams``
+(:class:`armor.streams.Streams`, one stream per example: what evaluation passes, so that an example's result does
+not depend on its batch) or, without them (training), from torch's global RNG. An attack draws through
+:meth:`Attack.stream`, with a distinct key for every purpose.
 """
 from __future__ import annotations
 
-from typing import Callable, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 import torch
 from torch import nn
@@ -15,6 +20,7 @@ from ..errors import UserError
 from ..losses import LOSSES
 from ..modes import untouched
 from ..registry import Registry
+from ..streams import Streams
 from ..threat import NORMS, ThreatModel
 from .adaptive import Bpda, adaptive, check_eot, parse_bpda
 
@@ -86,6 +92,8 @@ class Attack:
     needs_images = False
     #: the norms the attack is defined for (any other is a ``UserError`` when it is built)
     norms: Tuple[str, ...] = NORMS
+    #: the per-example streams of the call in progress (None: the global RNG)
+    _streams: Optional[Streams] = None
 
     def __init__(self, threat: ThreatModel, loss: str | Callable = "ce", targeted: bool = False, eot: int = 1,
                  bpda: Bpda = None):
@@ -98,15 +106,30 @@ class Attack:
         self.eot = check_eot(eot)  # adaptive options (see adaptive.py): EOT samples, straight-through layers
         self.bpda = parse_bpda(bpda)
 
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 streams: Optional[Streams] = None) -> torch.Tensor:
         if isinstance(model, nn.parallel.DistributedDataParallel):
             # input gradients need no all-reduce of weight gradients: attack the shared module directly,
             # so DDP never sees a forward without its backward
             model = model.module
-        with untouched(model), torch.enable_grad(), adaptive(model, self.eot, self.bpda) as attacked:
-            # enable_grad: attacks work even when called under torch.no_grad()
-            x_adv = self.perturb(attacked, x.detach(), y.detach())
+        if streams is not None and len(streams) != len(x):
+            raise ValueError(f"{len(streams)} random streams for {len(x)} examples")
+        outer, self._streams = self._streams, streams
+        try:
+            with untouched(model), torch.enable_grad(), adaptive(model, self.eot, self.bpda) as attacked:
+                # enable_grad: attacks work even when called under torch.no_grad()
+                x_adv = self.perturb(attacked, x.detach(), y.detach())
+        finally:
+            self._streams = outer
         return x_adv.detach()
+
+    def stream(self, *labels: Any, rows: Any = None) -> Optional[Streams]:
+        """The streams of this call's examples (``rows`` of them) for one purpose, e.g. ``stream("start", 2)``;
+        None (the global RNG) when the call has none."""
+        if self._streams is None:
+            return None
+        out = self._streams.child(*labels)
+        return out if rows is None else out.rows(rows)
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -31,6 +31,7 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 
+from .. import streams
 from ..errors import UserError
 from ..threat import ThreatModel
 from .base import ATTACKS, Attack, check_steps, input_gradient
@@ -141,13 +142,13 @@ class FAB(Attack):
         return self.threat.changeable(grad).reshape(x1.shape[0], -1).to(x1.dtype), f.to(x1.dtype)
 
     # -- one run --------------------------------------------------------------------------------------------------
-    def _random_start(self, x0: torch.Tensor) -> torch.Tensor:
+    def _random_start(self, x0: torch.Tensor, stream=None) -> torch.Tensor:
         """AutoAttack's restart point: a random direction (uniform in the cube for L∞, Gaussian for L2 and L1)
         scaled to distance ε/2, clipped to the box."""
         if self.threat.norm == "linf":
-            t = 2 * torch.rand_like(x0) - 1
+            t = 2 * streams.uniform(x0.shape, x0, stream) - 1
         else:
-            t = torch.randn_like(x0)
+            t = streams.normal(x0.shape, x0, stream)
         t = self.threat.changeable(t)
         size = self.threat.distance(t, torch.zeros_like(t)).clamp_min(1e-12)
         return self.threat.clip(x0 + t * (0.5 * self.threat.eps / size).reshape((-1,) + (1,) * (x0.dim() - 1)))
@@ -193,14 +194,14 @@ class FAB(Attack):
                 break
         return best, best_dist
 
-    def _attack(self, model, x, y, classes, fooled, out, target=None):
+    def _attack(self, model, x, y, classes, fooled, out, target=None, key=()):
         """Every restart on the examples still standing; updates ``fooled`` and ``out`` in place."""
         for restart in range(self.restarts):
             todo = (~fooled).nonzero().squeeze(1)
             if todo.numel() == 0:
                 return
             x0 = x[todo]
-            start = x0 if restart == 0 else self._random_start(x0)
+            start = x0 if restart == 0 else self._random_start(x0, self.stream(*key, "start", restart, rows=todo))
             best, dist = self._search(model, x0, y[todo], None if target is None else target[todo], start, classes)
             won = dist <= self.threat.eps
             out[todo[won]] = best[won]
@@ -240,7 +241,7 @@ class FABTargeted(FAB):
         ranked = logits.float().argsort(dim=1)  # ascending: the last column is the top class
         out = x.clone()
         for rank in range(2, min(self.n_target_classes, classes - 1) + 2):
-            self._attack(model, x, y, classes, fooled, out, target=ranked[:, -rank])
+            self._attack(model, x, y, classes, fooled, out, target=ranked[:, -rank], key=("target", rank))
             if fooled.all():
                 break
         return self.threat.project(out, x)

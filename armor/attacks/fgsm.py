@@ -29,7 +29,8 @@ class FGSM(Attack):
         self.step_size = check_step_size(step_size) or default
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        x_adv = self.threat.random_init(x, clamp=self.clamp_start) if self.random_start else x
+        x_adv = self.threat.random_init(x, generator=self.stream("start"), clamp=self.clamp_start) \
+            if self.random_start else x
         grad, _, _ = self.input_grad(model, x_adv, y)
         return self.threat.project(self.threat.step(x_adv, grad, self.step_size), x)
 

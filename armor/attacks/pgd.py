@@ -34,10 +34,10 @@ class PGD(Attack):
         return (f"PGD({self.threat}, steps={self.steps}, step_size={self.step_size:.4g}, "
                 f"restarts={self.restarts}, loss={getattr(self.loss_fn, '__name__', self.loss_fn)})")
 
-    def _run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    def _run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, stream=None):
         """One restart; returns (x_adv, fooled) where fooled is only tracked with keep_best."""
         threat = self.threat
-        x_adv = threat.random_init(x) if self.random_start else x.clone()
+        x_adv = threat.random_init(x, generator=stream) if self.random_start else x.clone()
         fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
         x_best = x_adv
         for _ in range(self.steps):
@@ -56,18 +56,18 @@ class PGD(Attack):
         return torch.where(keep, x_best, x_adv), fooled | fooled_last
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        x_adv, fooled = self._run(model, x, y)
+        x_adv, fooled = self._run(model, x, y, self.stream("start", 0))
         batch_shape = (-1,) + (1,) * (x.dim() - 1)
-        for _ in range(self.restarts - 1):
+        for restart in range(1, self.restarts):
             if self.keep_best:  # later restarts attack only the examples still standing
                 todo = (~fooled).nonzero().squeeze(1)
                 if todo.numel() == 0:
                     break
-                x_new, fooled_new = self._run(model, x[todo], y[todo])
+                x_new, fooled_new = self._run(model, x[todo], y[todo], self.stream("start", restart, rows=todo))
                 x_adv[todo] = torch.where(fooled_new.reshape(batch_shape), x_new, x_adv[todo])
                 fooled[todo] = fooled_new
             else:  # keep whichever restart reached the higher loss
-                x_new, _ = self._run(model, x, y)
+                x_new, _ = self._run(model, x, y, self.stream("start", restart))
                 with torch.no_grad():
                     sign = -1.0 if self.targeted else 1.0
                     better = sign * self.loss_fn(model(x_new), y) > sign * self.loss_fn(model(x_adv), y)

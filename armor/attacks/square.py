@@ -1,8 +1,9 @@
 """Square Attack (Andriushchenko et al. 2020): score-based random search, no gradients at all.
 
-Each query changes one random square window of the perturbation and keeps the change if the margin
-(true logit minus the best other logit) went down. The window's share of the image, ``p``, starts at
-``p_init`` and is halved on a fixed schedule over the query budget (the paper's 10 000-query schedule
+Each query changes one random square window of the perturbation of each example (every example draws its own
+window and signs, as in the authors' code; AutoAttack's version shares one window across the batch) and keeps
+the change if the margin (true logit minus the best other logit) went down. The window's share of the image,
+``p``, starts at ``p_init`` and is halved on a fixed schedule over the query budget (the paper's 10 000-query schedule
 stretched to ``queries``; ``rescale_schedule=False`` keeps it on the 10 000-query scale, as AutoAttack's
 standard version runs it). Only examples the model still classifies correctly are queried, and an
 example stops as soon as it is fooled (margin < 0), so ``queries`` bounds the forward passes per
@@ -28,6 +29,7 @@ import math
 import torch
 from torch import nn
 
+from .. import streams
 from ..errors import UserError
 from ..threat import ThreatModel
 from .base import ATTACKS, Attack, check_steps
@@ -77,14 +79,14 @@ class Square(Attack):
         if x.dim() != 4 or min(x.shape[2], x.shape[3]) < 2:
             raise UserError(f"square needs image inputs shaped (N, C, H, W) with H, W ≥ 2, got {tuple(x.shape)}")
         with torch.no_grad():
-            x_best = self._init(x)
+            x_best = self._init(x, self.stream("init"))
             margin = self.margin(model(x_best), y)
             for it in range(1, self.queries):
                 todo = (margin > 0).nonzero().squeeze(1)
                 if todo.numel() == 0:
                     break
                 p = window_fraction(it, self.queries, self.p_init, self.rescale_schedule)
-                candidate = self._propose(x[todo], x_best[todo], p)
+                candidate = self._propose(x[todo], x_best[todo], p, self.stream("query", it, rows=todo))
                 new_margin = self.margin(model(candidate), y[todo])
                 better = new_margin < margin[todo]
                 keep = better.reshape(-1, 1, 1, 1)
@@ -93,11 +95,11 @@ class Square(Attack):
         return x_best
 
     # -- the two geometries ---------------------------------------------------------------------
-    def _init(self, x: torch.Tensor) -> torch.Tensor:
+    def _init(self, x: torch.Tensor, stream) -> torch.Tensor:
         n, c, h, w = x.shape
         eps = self.threat.eps
         if self.threat.norm == "linf":  # vertical stripes of ±ε, as in the paper
-            stripes = torch.randint(0, 2, (n, c, 1, w), device=x.device).to(x.dtype) * 2 - 1
+            stripes = streams.integers(0, 2, (n, c, 1, w), x.device, stream).to(x.dtype) * 2 - 1
             return self.threat.clip(x + eps * stripes)
         if self.threat.norm == "l1":  # a grid of peaked two-lobed windows, random sign per channel
             side = max(min(h, w) // 5, 1)
@@ -105,64 +107,69 @@ class Square(Attack):
             top, left = (h - side * (h // side)) // 2, (w - side * (w // side)) // 2
             for r in range(top, h - side + 1, side):
                 for q in range(left, w - side + 1, side):
-                    sign = torch.randint(0, 2, (n, c, 1, 1), device=x.device).to(x.dtype) * 2 - 1
-                    delta[:, :, r:r + side, q:q + side] = self._lobes(side, x) * sign
+                    sign = streams.integers(0, 2, (n, c, 1, 1), x.device, stream).to(x.dtype) * 2 - 1
+                    flip = streams.uniform((n,), x, stream) < 0.5
+                    delta[:, :, r:r + side, q:q + side] = self._lobes(side, x, flip) * sign
             return self.threat.project(x + delta, x)
-        return self.threat.clip(x + self.threat.sphere(x.shape, x))
+        return self.threat.clip(x + self.threat.sphere(x.shape, x, stream))
 
-    def _propose(self, x: torch.Tensor, x_best: torch.Tensor, p: float) -> torch.Tensor:
+    def _propose(self, x: torch.Tensor, x_best: torch.Tensor, p: float, stream) -> torch.Tensor:
+        """One proposal per example, each with its own random window(s) and signs (as in the authors' code; one
+        draw of 5 + C numbers per example and query)."""
         if self.threat.norm == "l1":
-            return self._propose_l1(x, x_best, p)
+            return self._propose_l1(x, x_best, p, stream)
         n, c, h, w = x.shape
         eps = self.threat.eps
         side = int(round(math.sqrt(p * h * w)))
         side = min(max(side, 1 if self.threat.norm == "linf" else 2), h - 1, w - 1)
-        rows, cols = torch.randint(0, h - side + 1, (2,)).tolist(), torch.randint(0, w - side + 1, (2,)).tolist()
-        window = (slice(None), slice(None), slice(rows[0], rows[0] + side), slice(cols[0], cols[0] + side))
+        u = streams.uniform((n, 5 + c), x, stream).float()
+        span_h, span_w = h - side + 1, w - side + 1
+        rows = (u[:, 0:2] * span_h).long().clamp_max(span_h - 1)   # top rows of windows 1 and 2
+        cols = (u[:, 2:4] * span_w).long().clamp_max(span_w - 1)
+        sign = torch.where(u[:, 4:4 + c] < 0.5, -1.0, 1.0).to(x.dtype).reshape(n, c, 1, 1)
+        window = _window_mask(rows[:, 0], cols[:, 0], side, h, w)   # (n, 1, h, w)
         delta = x_best - x
         if self.threat.norm == "linf":
-            delta = delta.clone()
-            delta[window] = eps * (torch.randint(0, 2, (n, c, 1, 1), device=x.device).to(x.dtype) * 2 - 1)
-            return self.threat.clip(x + delta)
+            return self.threat.clip(x + torch.where(window, eps * sign, delta))
         # L2: window 1 receives a bump carrying the energy of windows 1 and 2 plus any unused budget
-        union = torch.zeros((1, 1, h, w), dtype=torch.bool, device=x.device)
-        union[window] = True
-        union[:, :, rows[1]:rows[1] + side, cols[1]:cols[1] + side] = True
+        union = window | _window_mask(rows[:, 1], cols[:, 1], side, h, w)
         total = delta.reshape(n, -1).pow(2).sum(1)
         inside = (delta * union).reshape(n, -1).pow(2).sum(1)
         budget = (inside + (eps ** 2 - total).clamp_min(0)).sqrt().reshape(n, 1, 1, 1)
-        sign = torch.randint(0, 2, (n, c, 1, 1), device=x.device).to(x.dtype) * 2 - 1
-        content = delta[window] + sign * self._bump(side, x) * budget
+        at = _window_index(rows[:, 0], cols[:, 0], side, n, c, x.device)
+        content = delta[at] + sign * self._bump(side, x, u[:, 4 + c] < 0.5) * budget
         content = content * budget / content.reshape(n, -1).norm(dim=1).clamp_min(1e-12).reshape(n, 1, 1, 1)
         delta = delta.masked_fill(union, 0.0)
-        delta[window] = content
+        delta[at] = content
         return self.threat.clip(x + delta)
 
-    def _propose_l1(self, x: torch.Tensor, x_best: torch.Tensor, p: float) -> torch.Tensor:
+    def _propose_l1(self, x: torch.Tensor, x_best: torch.Tensor, p: float, stream) -> torch.Tensor:
         n, c, h, w = x.shape
         side = max(int(round(math.sqrt(p * h * w))), 3)
         side = min(side + 1 - side % 2, h, w)  # odd, and no larger than the image
-        rows = torch.randint(0, h - side + 1, (2,)).tolist()
-        cols = torch.randint(0, w - side + 1, (2,)).tolist()
-        window = (slice(None), slice(None), slice(rows[0], rows[0] + side), slice(cols[0], cols[0] + side))
-        union = torch.zeros((1, 1, h, w), dtype=torch.bool, device=x.device)
-        union[window] = True
-        union[:, :, rows[1]:rows[1] + side, cols[1]:cols[1] + side] = True
+        u = streams.uniform((n, 5 + c), x, stream).float()  # per example: two windows, C signs, a transposition
+        span_h, span_w = h - side + 1, w - side + 1
+        rows = (u[:, 0:2] * span_h).long().clamp_max(span_h - 1)
+        cols = (u[:, 2:4] * span_w).long().clamp_max(span_w - 1)
+        union = _window_mask(rows[:, 0], cols[:, 0], side, h, w) | _window_mask(rows[:, 1], cols[:, 1], side, h, w)
+        at = _window_index(rows[:, 0], cols[:, 0], side, n, c, x.device)
         delta = x_best - x
-        old = delta[window]
+        old = delta[at]
         held = (delta * union).abs().sum((2, 3), keepdim=True)  # per channel: the mass windows 1 and 2 hold
         unused = (self.threat.eps - delta.abs().sum((1, 2, 3), keepdim=True)).clamp_min(0)
-        sign = torch.randint(0, 2, (n, c, 1, 1), device=x.device).to(x.dtype) * 2 - 1
-        content = self._lobes(side, x) * sign + old / old.abs().sum((2, 3), keepdim=True).clamp_min(1e-12)
+        sign = torch.where(u[:, 4:4 + c] < 0.5, -1.0, 1.0).to(x.dtype).reshape(n, c, 1, 1)
+        content = self._lobes(side, x, u[:, 4 + c] < 0.5) * sign + \
+            old / old.abs().sum((2, 3), keepdim=True).clamp_min(1e-12)
         content = content / content.abs().sum((2, 3), keepdim=True).clamp_min(1e-12) * (unused / c + held) * c
         delta = delta.masked_fill(union, 0.0)
-        delta[window] = content
+        delta[at] = content
         return self.threat.project(x + delta, x)
 
     @staticmethod
-    def _lobes(side: int, like: torch.Tensor) -> torch.Tensor:
+    def _lobes(side: int, like: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
         """The L1 window pattern: two halves (rows), each a stack of concentric squares weighted 1/(k+1)⁴ around its
-        own centre, the first positive and the second negative, L1 norm 1; transposed half of the time."""
+        own centre, the first positive and the second negative, L1 norm 1; transposed where ``flip`` (one boolean per
+        example): (n, 1, side, side)."""
         def squares(a: int, b: int) -> torch.Tensor:
             if a == 0:
                 return torch.zeros((0, b), device=like.device, dtype=like.dtype)
@@ -173,15 +180,31 @@ class Square(Attack):
             tail = weights.flip(0).cumsum(0).flip(0)  # cell in ring r lies inside every square k ≥ r
             return tail[ring.long()]
         pattern = torch.cat((squares(side // 2, side), -squares(side - side // 2, side)))
-        if torch.rand(()) < 0.5:
-            pattern = pattern.t()
-        return pattern / pattern.abs().sum()
+        pattern = pattern / pattern.abs().sum()
+        return torch.where(flip.reshape(-1, 1, 1, 1), pattern.t(), pattern)
 
     @staticmethod
-    def _bump(side: int, like: torch.Tensor) -> torch.Tensor:
-        """A unit-norm smooth square bump; its two halves get opposite random signs 50 % of the time."""
+    def _bump(side: int, like: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+        """Unit-norm smooth square bumps, (n, 1, side, side); where ``flip`` its two halves have opposite signs."""
         grid = torch.arange(side, device=like.device, dtype=like.dtype) - (side - 1) / 2
         bump = torch.exp(-(grid[:, None] ** 2 + grid[None, :] ** 2) / (2 * (side / 4) ** 2))
-        if torch.rand(()) < 0.5:
-            bump[: side // 2] *= -1
-        return bump / bump.norm()
+        bump = bump / bump.norm()
+        top = (torch.arange(side, device=like.device) < side // 2).reshape(1, side, 1)
+        signs = torch.where(flip.reshape(-1, 1, 1) & top, -1.0, 1.0).to(like.dtype)
+        return (signs * bump).unsqueeze(1)
+
+
+def _window_mask(top: torch.Tensor, left: torch.Tensor, side: int, h: int, w: int) -> torch.Tensor:
+    """(n, 1, h, w) masks of the side × side windows at (top, left), one per example."""
+    r = torch.arange(h, device=top.device)
+    c = torch.arange(w, device=top.device)
+    in_rows = (r[None, :] >= top[:, None]) & (r[None, :] < top[:, None] + side)
+    in_cols = (c[None, :] >= left[:, None]) & (c[None, :] < left[:, None] + side)
+    return (in_rows[:, :, None] & in_cols[:, None, :]).unsqueeze(1)
+
+
+def _window_index(top: torch.Tensor, left: torch.Tensor, side: int, n: int, c: int, device: torch.device):
+    """Advanced-indexing tuple selecting each example's window: ``delta[at]`` is (n, c, side, side)."""
+    offsets = torch.arange(side, device=device)
+    return (torch.arange(n, device=device).reshape(n, 1, 1, 1), torch.arange(c, device=device).reshape(1, c, 1, 1),
+            (top[:, None] + offsets).reshape(n, 1, side, 1), (left[:, None] + offsets).reshape(n, 1, 1, side))

@@ -70,7 +70,7 @@ class TwinAttack(Attack):
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with _mirrored(self.surrogate, model.training):
-            return self.attack(Twin(model, self.surrogate), x, y)
+            return self.attack(Twin(model, self.surrogate), x, y, streams=self._streams)
 
     def __repr__(self) -> str:
         return f"Twin({self.attack!r}, gradients of {self.source})"
@@ -93,7 +93,7 @@ class TransferAttack(Attack):
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with _mirrored(self.source, model.training):
-            return self.attack(self.source, x, y)
+            return self.attack(self.source, x, y, streams=self._streams)
 
     def __repr__(self) -> str:
         return f"Transfer({self.attack!r} on {self.source_name})"

@@ -39,7 +39,7 @@ from ..models.user import Normalized, build_user_model, output_adapter, sha256_o
 from ..modes import eval_mode
 from ..results import EvaluationRecord
 from ..threat import ThreatModel, check_budget
-from .robust import evaluate
+from .robust import DEFAULT_DRAWS, evaluate, randomised
 
 log = logging.getLogger("armor")
 
@@ -308,8 +308,19 @@ def _classes(model: nn.Module, x: Any, device: torch.device, expected: Optional[
     return classes
 
 
-def run_evaluation(subject: Subject, options: EvalConfig, path: Optional[Path]) -> EvaluationRecord:
-    """Evaluate ``subject`` as ``options`` says; the record is written to ``path`` (None: not written)."""
+def eval_draws(model: nn.Module, x: Any, options: EvalConfig) -> int:
+    """How often every point is classified: ``eot_draws`` as given; else 20 for a randomised model (``eot`` > 1, or
+    two forward passes over the same examples that differ), 1 for a deterministic one."""
+    if options.eot_draws is not None:
+        return options.eot_draws
+    if options.eot > 1:
+        return DEFAULT_DRAWS
+    return DEFAULT_DRAWS if randomised(model, _in_memory(x, 32)) else 1
+
+
+def run_evaluation(subject: Subject, options: EvalConfig, path: Optional[Path], dist: Any = None) -> EvaluationRecord:
+    """Evaluate ``subject`` as ``options`` says; the record is written to ``path`` (None: not written). With
+    ``dist`` (torchrun) the ranks share the evaluation; only rank 0 runs the extras and writes the record."""
     model, data, threat = subject.model, subject.data, subject.threat
     reference = None
     if options.corruption_reference:  # read and checked before any work
@@ -343,8 +354,9 @@ def run_evaluation(subject: Subject, options: EvalConfig, path: Optional[Path]) 
     mode = "ensemble" if options.uses_suite else "independent"
     state = path.with_name(path.name + ".state.json") if path is not None else None
     with amp:
+        draws = eval_draws(model, x, options)
         result = evaluate(model, x, y, named, batch_size=options.batch_size, mode=mode, progress=progress,
-                          state_path=state, seed=options.seed)
+                          state_path=state, seed=options.seed, draws=draws, dist=dist)
     suite = options.suite_name
     reduced = suite_shortfall(suite, options.steps, options.queries, norm=threat.norm) if suite else []
     reduced += [n for n in notes if "dropped" in n]
@@ -358,7 +370,9 @@ def run_evaluation(subject: Subject, options: EvalConfig, path: Optional[Path]) 
         source=subject.source, dataset=data.name, split=options.split, architecture=subject.architecture,
         threat=threat.to_dict(), suite=suite, attacks={label: repr(a) for label, a in named.items()},
         budget={k: v for k, v in budget.items() if v is not None}, reduced=reduced, seed=options.seed,
-        adaptive=adaptive, result=result, substitutions=notes)
+        adaptive={**adaptive, "eot_draws": draws}, result=result, substitutions=notes)
+    if dist is not None and not dist.is_main:
+        return record  # the extras and the file are rank 0's
     with amp:
         if options.checks:
             from .checks import run_checks
@@ -425,20 +439,25 @@ def evaluate_checkpoint(checkpoint: Optional[str | Path] = None, config: Optiona
         config.checkpoint = str(checkpoint)
     config.check_source()
     path = output_path(config)
-    check_output(path)
-    subject = subject_of(config)
-    check_budget(subject.threat)
-    for eps in config.sweep or ():  # every budget checked before any work
-        check_budget(subject.threat.scaled(eps), "sweep eps")
-    from .. import locks
+    from .. import distributed, locks
 
-    lock = path.with_name(f".{path.name}.armor.lock")
-    locks.acquire(lock, f"evaluation output {str(path)!r}")
+    ctx = distributed.setup(config.device)  # torchrun: every rank evaluates its slice, rank 0 writes
     try:
-        remove_stale_temp_files(path.parent, prefix=f".{path.name}")
-        return run_evaluation(subject, config, path)
+        ctx.run_on_main(lambda: check_output(path))
+        subject = subject_of(config)
+        check_budget(subject.threat)
+        for eps in config.sweep or ():  # every budget checked before any work
+            check_budget(subject.threat.scaled(eps), "sweep eps")
+        lock = path.with_name(f".{path.name}.armor.lock")
+        ctx.run_on_main(lambda: locks.acquire(lock, f"evaluation output {str(path)!r}"))
+        try:
+            ctx.run_on_main(lambda: remove_stale_temp_files(path.parent, prefix=f".{path.name}"))
+            return run_evaluation(subject, config, path, dist=ctx if ctx.enabled else None)
+        finally:
+            if ctx.is_main:
+                locks.release(lock)
     finally:
-        locks.release(lock)
+        ctx.close()
 
 
 def _surrogate_mode(mode: Optional[str]) -> Optional[str]:
