@@ -33,7 +33,7 @@ demo: setup
 	$(VENV)/bin/armor demo
 
 test: setup browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 # docs/report_demo.png (the README's report screenshot) and its stamp docs/report_demo.json, from a fresh demo
 docs: setup browser
