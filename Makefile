@@ -9,7 +9,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.armor-installed
 
-.PHONY: demo test setup browser clean
+.PHONY: demo test docs setup browser clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,10 @@ demo: setup
 
 test: setup browser
 	$(PY) -m pytest -q -n auto --dist loadfile
+
+# docs/report_demo.png (the README's report screenshot) and its stamp docs/report_demo.json, from a fresh demo
+docs: setup browser
+	$(PY) benchmarks/report_demo.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -85,8 +85,13 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple = (
                 kw.update(nargs="+", metavar="KEY=VALUE" if kind == "mapping" else f.name.upper())
             else:
                 kw["metavar"] = f.name.upper()
-            kw.update(f.metadata["flag"])
+            flag = dict(f.metadata["flag"])
+            negative = flag.pop("negative", None)  # --no-NAME: the value that turns the option off
+            kw.update(flag)
             group.add_argument("--" + f.name.replace("_", "-"), **kw)
+            if negative is not None:
+                group.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_const",
+                                   const=negative, help=f"the same as --{f.name.replace('_', '-')} {negative}")
             names.append(f.name)
     return names
 
@@ -152,7 +157,6 @@ def _bench_parser(p: argparse.ArgumentParser) -> None:
                    help="autocast: off (default), auto, bf16, fp16; --amp alone = bf16")
     p.add_argument("--channels-last", dest="channels_last", action="store_true", help="channels_last format")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--threads", default=None, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--no-third-party", dest="third_party", action="store_false",
                    help="skip torchattacks and ART")
     p.add_argument("--trainers", action="store_true",
@@ -236,6 +240,16 @@ COMMANDS: Dict[str, tuple] = {
 }
 
 
+#: the commands that run no torch computation (every other command takes ``--threads``)
+NO_THREADS = ("list", "export")
+
+
+def _threads_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", default=None, metavar="N",
+                   help="CPU threads for torch (default: the cores this process may use, or OMP_NUM_THREADS when "
+                        "set; OpenMP threads wait passively unless OMP_WAIT_POLICY is set)")
+
+
 def build_parser(command: Optional[str] = None) -> _Parser:
     """The ``armor`` parser; only ``command``'s sub-parser gets its flags (the others are listed, not built)."""
     from .version import __version__
@@ -249,6 +263,8 @@ def build_parser(command: Optional[str] = None) -> _Parser:
         p = sub.add_parser(name, help=short, description=description, allow_abbrev=False)
         if name == command:
             build(p)
+            if name not in NO_THREADS:
+                _threads_flag(p)
     return parser
 
 
@@ -277,13 +293,16 @@ def train_overrides(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .config import TrainConfig
+
+    values = train_overrides(args)
+    if not args.resume:
+        cfg = TrainConfig.from_dict(values)  # a mistake in the options is reported before torch is imported
     from .api import train as armor_train
     from .checkpoints import saved_config
-    from .config import TrainConfig
     from .io import load_checkpoint
     from .reports import accuracy_rows, format_table
 
-    values = train_overrides(args)
     if args.resume:
         if not values.get("out"):
             raise UserError("--resume needs the run folder: pass --out RUN")
@@ -295,7 +314,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         run = armor_train(cfg, resume=True, overwrite=args.overwrite, progress=None if not args.quiet else False,
                           given=given)
     else:
-        cfg = TrainConfig.from_dict(values)
         run = armor_train(cfg, overwrite=args.overwrite, progress=None if not args.quiet else False)
     record = run.record
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
@@ -314,7 +332,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from .reports import format_table
-    from .reports.sweep import sweep_rows, write_sweep
+    from .reports.sweep import sweep_rows, sweep_warnings, write_sweep
     from .training.sweep import run_sweep
 
     base = train_overrides(args)
@@ -324,6 +342,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     paths = write_sweep(sweep, out, plot=args.pareto_plot)
     header, rows = sweep_rows(sweep)
     print(format_table(header, rows))
+    for line in sweep_warnings(sweep):
+        print(line)
     print("results: " + ", ".join(paths.values()))
     return 0
 
@@ -331,11 +351,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 # -- eval --------------------------------------------------------------------------------------------------------------
 def cmd_eval(args: argparse.Namespace) -> int:
     from .config import EvalConfig
+
+    options = EvalConfig.from_dict(_given(args, args.config_fields)).check_source()
     from .eval.checks import format_checks
     from .eval.run import evaluate_checkpoint, output_path
     from .reports import accuracy_rows, format_table
 
-    options = EvalConfig.from_dict(_given(args, args.config_fields)).check_source()
     record = evaluate_checkpoint(config=options)
     if os.environ.get("RANK", "0") != "0":
         return 0  # torchrun: rank 0 reports
@@ -360,6 +381,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
               f"{res.all_draws_acc:.1f} %)")
     if record.checks is not None:
         print(format_checks(record.checks))
+    else:
+        print("no sanity checks (--checks none): nothing looked for gradient masking; --checks quick or standard "
+              "runs them")
     if record.corruptions is not None:
         cor = record.corruptions
         print("corruptions (mean over 5 severities): " + ", ".join(
@@ -382,7 +406,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
     values = _given(args, args.config_fields)
     out = values.pop("out", None)
-    options = EvalConfig.from_dict({**values, "checks": False}).check_source()
+    options = EvalConfig.from_dict({**values, "checks": "none"}).check_source()
     paths = write_adversarial(options, out)
     for path in paths:
         print(f"written: {path}")
@@ -417,18 +441,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    import torch
-
-    threads = torch.get_num_threads()
-    if args.threads is not None:
-        torch.set_num_threads(_int(args.threads, "threads"))
-    try:
-        return _bench(args)
-    finally:
-        torch.set_num_threads(threads)  # process-wide setting: leave it as it was for library callers
-
-
-def _bench(args: argparse.Namespace) -> int:
     from .bench import compare_trainers, format_bench, format_trainers, run_bench
     from .config import parse_amp
     from .io import write_json
@@ -539,9 +551,32 @@ class _Terminated(KeyboardInterrupt):
     """SIGTERM (a scheduler's kill, ``kill PID``): stopped like Ctrl-C, with every write finished or undone."""
 
 
+def _with_threads(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run ``handler`` with torch on ``--threads`` threads (default: the cores this process may use); the count
+    is process-wide, so it is put back afterwards for library callers of :func:`main`."""
+    from . import threads
+
+    count = threads.parse_threads(args.threads)
+    if "torch" not in sys.modules:  # a fresh process (the command line): torch takes the count when it starts
+        threads.use(count)
+        return handler(args)
+    import torch
+
+    before = torch.get_num_threads()
+    threads.use(count)
+    try:
+        return handler(args)
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
 def _main(argv: List[str]) -> int:
     import signal
 
+    from . import threads
+
+    threads.prepare()  # before anything imports torch: OpenMP reads its wait policy once, when it starts
     try:
         signal.signal(signal.SIGTERM, _terminated)
     except ValueError:  # not the main thread (a library caller running main() in a thread): leave signals alone
@@ -554,7 +589,9 @@ def _main(argv: List[str]) -> int:
             return 0
         if getattr(args, "quiet", False):
             logging.getLogger("armor").setLevel(logging.WARNING)
-        return HANDLERS[args.command](args)
+        if args.command in NO_THREADS:
+            return HANDLERS[args.command](args)
+        return _with_threads(HANDLERS[args.command], args)
     except UserError as exc:
         print(f"armor: error: {exc}", file=sys.stderr)
         return 2

@@ -42,6 +42,7 @@ class Check:
     parse: Callable[[str, Any], Any]
     describe: Callable[[], str]
     kind: str = "value"              # value | bool | switch | list | mapping: how the flag reads it
+    registry: bool = False           # asks a registry (imports torch): checked after every other field
 
 
 def _int_check(minimum: int) -> Check:
@@ -88,7 +89,7 @@ def _choice_check(choices: Sequence[str] | Lazy, what: str) -> Check:
             raise UserError(f"unknown {what} {value!r}{did_you_mean(str(value), allowed)}; "
                             f"choose one of: {', '.join(allowed)}")
         return value
-    return Check(parse, lambda: "one of: " + ", ".join(names()))
+    return Check(parse, lambda: "one of: " + ", ".join(names()), registry=callable(choices))
 
 
 def _text_check(describe: str = "text") -> Check:
@@ -166,7 +167,7 @@ def _names_check(choices: Lazy, what: str, eps: bool = False) -> Check:
             raise UserError(f"{name} must be a list of {one.describe()}, got {value!r}")
         return [one.parse(name, v) for v in items]
     return Check(parse, lambda: "one or more of: " + ", ".join(choices()) if not eps else "budgets such as 0.1 8/255",
-                 kind="list")
+                 kind="list", registry=not eps)
 
 
 def _index_list_check() -> Check:
@@ -193,7 +194,7 @@ def _model_check() -> Check:
 
             return check_reference(value)
         return registered.parse(name, value)
-    return Check(parse, lambda: registered.describe() + ", or FILE.py:FACTORY")
+    return Check(parse, lambda: registered.describe() + ", or FILE.py:FACTORY", registry=True)
 
 
 def _is_armor_export(weights: Optional[str]) -> bool:
@@ -284,7 +285,8 @@ def fields_of(cls: type) -> List[dataclasses.Field]:
 
 
 def _validate_fields(obj: Any) -> None:
-    for f in fields_of(obj):
+    # the fields that need no registry first: a mistake in one of them is reported before torch is imported
+    for f in sorted(fields_of(obj), key=lambda f: f.metadata["check"].registry):
         value = getattr(obj, f.name)
         if value is None and f.metadata["optional"]:
             continue
@@ -391,8 +393,9 @@ class TrainConfig:
     val_every: int = option(1, "validation", "robust validation every N epochs", _int_check(1))
     val_steps: int = option(10, "validation", "PGD steps of the robust validation", _int_check(1))
     best_by: str = option("auto", "validation", "which validation accuracy picks best.pt (auto: robust for "
-                          "adversarial methods, clean for standard)",
-                          Check(lambda name, value: _best_by(value), lambda: "auto, robust or clean"))
+                          "adversarial methods, clean for standard; last: the last epoch, for short runs and sweeps "
+                          "whose validation peaks by chance in the first epochs)",
+                          Check(lambda name, value: _best_by(value), lambda: "auto, robust, clean or last"))
     val_subset: Optional[int] = option(None, "validation", "validate on the first N validation examples only",
                                        _int_check(1))
     test_every: int = option(0, "validation", "also log test clean/PGD accuracy every N epochs (0 = never)",
@@ -432,6 +435,9 @@ class TrainConfig:
     seed: int = option(0, "run", "random seed", _int_check(0))
     device: str = option("auto", "run", "device", _device_check())
     plot: bool = option(True, "run", "write learning_curves.png (needs matplotlib)", _bool_check())
+    tensorboard: bool = option(False, "run", "also write TensorBoard event files to RUN/tensorboard: the scalars of "
+                               "metrics.jsonl per epoch and the learning-curve figure (needs the tensorboard package: "
+                               "pip install 'armor[tensorboard]')", _bool_check())
     out: Optional[str] = option(None, "run", "run folder (default runs/<dataset>_<method>)", _text_check("a folder"))
 
     def __post_init__(self) -> None:
@@ -473,6 +479,13 @@ class TrainConfig:
                 raise UserError(f"{key} applies only when the catastrophic-overfitting guard is on (guard: stop or "
                                 f"rollback; auto turns it on for {single}); method {self.method!r} with "
                                 f"guard {self.guard!r} has it off")
+        if self.best_by == "last":
+            if self.early_stop_patience:
+                raise UserError(f"early_stop_patience {self.early_stop_patience} stops when validation stops "
+                                f"improving, but best_by 'last' compares no epochs; use best_by auto, robust or clean")
+            if self.guard == "rollback":
+                raise UserError("guard 'rollback' reloads best.pt, which best_by 'last' makes the latest (collapsed) "
+                                "epoch; use guard stop, or another best_by")
         if self.test_subset is not None and not self.test_every:
             raise UserError("test_subset applies only with test_every ≥ 1 (the per-epoch test measurement)")
         from .attacks import ATTACKS
@@ -556,7 +569,7 @@ class TrainConfig:
 
 
 #: what ``--resume`` may change: the length of the run, and where it lives or looks (never what it computes)
-CHANGEABLE_ON_RESUME = ("epochs", "out", "device", "data_dir", "workers", "memory_limit_mb", "plot")
+CHANGEABLE_ON_RESUME = ("epochs", "out", "device", "data_dir", "workers", "memory_limit_mb", "plot", "tensorboard")
 
 
 def resumed_config(saved: TrainConfig, given: Mapping[str, Any], epochs_done: int) -> TrainConfig:
@@ -595,8 +608,8 @@ def _nan_policy(value: Any) -> str:
 
 
 def _best_by(value: Any) -> str:
-    if value not in ("auto", "robust", "clean"):
-        raise UserError(f"best_by must be auto, robust or clean, got {value!r}")
+    if value not in ("auto", "robust", "clean", "last"):
+        raise UserError(f"best_by must be auto, robust, clean or last, got {value!r}")
     return value
 
 
@@ -703,9 +716,14 @@ class EvalConfig:
                                            "transfer (crafted on the surrogate alone, judged on the model)",
                                            _choice_check(("twin", "transfer"), "surrogate mode"))
     # -- extras
-    checks: bool = option(True, "extras", "run the gradient-masking sanity checks after the evaluation",
-                          _bool_check())
-    check_n: int = option(200, "extras", "examples the checks use", _int_check(1))
+    checks: str = option("auto", "extras", "gradient-masking sanity checks after the evaluation: quick (100 "
+                         "examples, 20-step attacks, Square 300 queries), standard (200 examples, 100 steps, Square "
+                         "1000 queries) or none; auto: quick after the quick suite, standard otherwise (YAML true = "
+                         "auto, false = none)", Check(lambda name, value: _check_level(value),
+                                                      lambda: ", ".join(CHECKS)),
+                         flag={"negative": "none", "metavar": "LEVEL"})
+    check_n: Optional[int] = option(None, "extras", "examples the checks use (default: the level's, 100 quick, 200 "
+                                    "standard)", _int_check(1))
     sweep: Optional[List[Any]] = option(None, "extras", "also sweep these budgets: <out>_sweep.json/.csv/.png",
                                         _names_check(lambda: [], "eps", eps=True), flag={"metavar": "EPS"})
     corruptions: bool = option(False, "extras", "also measure accuracy under the 15 CIFAR-10-C corruptions",
@@ -737,6 +755,9 @@ class EvalConfig:
             raise UserError(f"give {opt('mean', None)} and {opt('std', None)} together")
         if self.model_options and self.model is None:
             raise UserError(f"model_options are keyword arguments for the factory of {opt('model', 'FILE.py:FACTORY')}; there is no model given")
+        if self.checks == "none" and self.check_n is not None:
+            raise UserError(f"check_n {self.check_n} applies to the sanity checks, which are off (checks: none); "
+                            f"drop it or choose {opt('checks', 'quick')} or {opt('checks', 'standard')}")
         self._check_surrogate()
         if self.corruption_reference is not None and not self.corruptions:
             raise UserError(f"corruption_reference {self.corruption_reference!r} applies with corruptions: true "
@@ -828,12 +849,38 @@ class EvalConfig:
     def suite_name(self) -> Optional[str]:
         return None if self.attack else (self.suite or "standard")
 
+    @property
+    def check_level(self) -> Optional[str]:
+        """The sanity checks to run: ``quick`` or ``standard`` (``auto``: quick after the quick suite, standard
+        after any other suite or an attack list), or None for none."""
+        if self.checks == "none":
+            return None
+        if self.checks == "auto":
+            return "quick" if self.suite_name == "quick" else "standard"
+        return self.checks
+
     def to_dict(self) -> Dict[str, Any]:
         return {f.name: _plain(getattr(self, f.name)) for f in fields_of(self)}
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "EvalConfig":
         return _from_mapping(cls, values, "the evaluation options")
+
+
+#: the levels of ``checks`` (the budgets of quick and standard are ``armor.eval.checks.LEVELS``)
+CHECKS = ("auto", "quick", "standard", "none")
+
+
+def _check_level(value: Any) -> str:
+    if value is None:  # not set
+        return "auto"
+    if isinstance(value, bool):
+        return "auto" if value else "none"
+    text = str(value).strip().lower()
+    text = "auto" if text in _TRUE else "none" if text in _FALSE else text
+    if text not in CHECKS:
+        raise UserError(f"checks must be one of {', '.join(CHECKS)} (true = auto, false = none), got {value!r}")
+    return text
 
 
 def _attack_takes(registry: Any, attack: str, option_name: str) -> bool:

@@ -33,6 +33,32 @@ def _holder(path: Path) -> str:
     return f"pid {pid}" + (f" on {host}" if host and host != socket.gethostname() else "") if pid else "another process"
 
 
+def lock_path(target: str | Path) -> Path:
+    """The lock file of a run folder or an evaluation output: ``.<name>.armor.lock`` beside it."""
+    target = Path(target)
+    return target.parent / f".{target.name}.armor.lock"
+
+
+def in_use(path: str | Path) -> Optional[str]:
+    """The live holder of the lock ``path`` (``pid 123``), or None when no process holds it. Only looks: the lock file
+    is opened read-only and never created (a shared lock is tried and dropped at once)."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            return _holder(Path(path))
+        return None
+    finally:
+        os.close(fd)  # closing drops the shared lock if it was taken
+    return None
+
+
 def acquire(path: str | Path, what: str) -> Path:
     """Hold an exclusive lock on ``path`` until :func:`release` (or the process ends); ``what`` names the thing
     locked in the message (``run folder 'runs/x'``)."""

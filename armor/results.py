@@ -402,6 +402,7 @@ class SweepPoint:
     best_epoch: Optional[int]
     stop_reason: Optional[str]
     run: str
+    warning: Optional[str] = None    # e.g. best.pt from the first epochs or the ε warm-up (the row may mislead)
 
 
 @dataclass

@@ -78,3 +78,71 @@ def test_help_works_for_every_command():
     for argv in (["--help"], ["train", "--help"], ["eval", "--help"], ["demo", "--help"]):
         proc = subprocess.run([sys.executable, "-m", "armor", *argv], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0 and "usage: armor" in proc.stdout
+
+
+# -- one error prefix, and errors that answer before torch is imported ---------------------------------------------
+@pytest.mark.parametrize("argv,needle", [
+    (["--bogus"], "unrecognized arguments: --bogus"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["train", "--epochz", "3"], "unrecognized arguments: --epochz 3 (did you mean '--epochs'?)"),
+    (["train", "--epochs"], "argument --epochs: expected one argument"),
+    (["train", "--eps", "abc"], "eps must be a positive number"),
+    (["eval", "--checks", "fast"], "checks must be one of auto, quick, standard, none"),
+    (["demo", "--threads", "0"], "threads must be an integer ≥ 1"),
+])
+def test_an_argument_error_is_one_line_with_one_prefix_and_loads_no_torch(argv, needle):
+    code = ("import sys; from armor.cli import main; code = main(sys.argv[1:]); "
+            "print('torch' in sys.modules); sys.exit(code)")
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("armor: error: ") and lines[0].count("armor:") == 1 and needle in lines[0], lines
+    assert proc.stdout.strip() == "False"  # answered before torch was imported (benchmarks/cli_startup.py: the time)
+
+
+# -- --threads on every command that runs torch --------------------------------------------------------------------
+#: the smallest arguments each command parses with (a new command must be added here: the test below fails otherwise)
+MINIMAL = {"train": [], "sweep": ["--param", "beta", "--values", "1"], "eval": [], "attack": [], "demo": [],
+           "bench": [], "report": ["RUN"], "figures": ["RUN"], "export": ["--checkpoint", "x.pt"], "list": []}
+
+
+@pytest.mark.parametrize("command", list(__import__("armor.cli", fromlist=["COMMANDS"]).COMMANDS))
+def test_every_command_that_runs_torch_takes_threads_and_runs_on_them(command, monkeypatch):
+    import torch
+
+    from armor import cli
+
+    seen = {}
+
+    def probe(args):
+        seen["threads"] = torch.get_num_threads()
+        return 0
+
+    monkeypatch.setitem(cli.HANDLERS, command, probe)
+    before = torch.get_num_threads()
+    if command in cli.NO_THREADS:  # no torch computation: no flag
+        assert main([command, *MINIMAL[command], "--threads", "3"]) == 2 and "threads" not in seen
+        return
+    assert main([command, *MINIMAL[command], "--threads", "3"]) == 0
+    assert seen["threads"] == 3 and torch.get_num_threads() == before  # put back for library callers
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3, 4}, raising=False)
+    assert main([command, *MINIMAL[command]]) == 0
+    assert seen["threads"] == 5  # the default: the cores this process may run on
+
+
+def test_the_default_thread_count_honours_omp_num_threads_and_openmp_waits_passively():
+    """In a fresh process the wait policy is set before torch starts; OMP_NUM_THREADS (torchrun sets 1) wins."""
+    import os
+
+    code = ("import os, sys; from armor import cli\n"
+            "def probe(args):\n"
+            "    import torch; print(os.environ.get('OMP_WAIT_POLICY'), torch.get_num_threads()); return 0\n"
+            "cli.HANDLERS['figures'] = probe\n"
+            "sys.exit(cli.main(['figures', 'RUN', *sys.argv[1:]]))")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    for extra, argv, expected in (({"OMP_NUM_THREADS": "1"}, [], "PASSIVE 1"), ({}, ["--threads", "2"], "PASSIVE 2"),
+                                  ({"OMP_WAIT_POLICY": "ACTIVE", "OMP_NUM_THREADS": "1"}, [], "ACTIVE 1")):
+        proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120,
+                              env={**env, **extra})
+        assert proc.returncode == 0 and proc.stdout.strip() == expected, (extra, argv, proc.stdout, proc.stderr)

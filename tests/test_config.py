@@ -24,7 +24,10 @@ from armor.training import Trainer
 def _actions(command):
     parser = build_parser(command)
     sub = next(a for a in parser._actions if a.dest == "command").choices[command]
-    return {a.dest: a for a in sub._actions}
+    actions = {}
+    for a in sub._actions:  # the option's own flag first (a --no-NAME alias shares its dest)
+        actions.setdefault(a.dest, a)
+    return actions
 
 
 #: a valid value for every field whose default is None (the others are checked with their own default)

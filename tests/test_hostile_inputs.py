@@ -165,7 +165,7 @@ CASES = [
     (["train", "--schedule", "linear"], "unknown schedule 'linear'"),
     (["train", "--augment", "mixup"], "unknown augmentation 'mixup'"),
     (["train", "--device", "tpu"], "unknown device 'tpu'"),
-    (["train", "--best-by", "loss"], "best_by must be auto, robust or clean"),
+    (["train", "--best-by", "loss"], "best_by must be auto, robust, clean or last"),
     (["train", "--nan-policy", "ignore"], "nan_policy must be stop or skip"),
     (["eval", "--checkpoint", "{run}/last.pt", "--attack", "cw"], "unknown attack 'cw'"),
     # wrong data: shapes, dtypes, ranges, labels, empty, missing arrays, pickled objects

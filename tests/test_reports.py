@@ -185,3 +185,116 @@ def test_report_loads_in_headless_chromium(report, tmp_path):
     assert pixels.shape[:2] == (2000, 1280)
     assert pixels[..., :3].std() > 0.05  # not a blank page: text, tables and plots
     assert (pixels[..., :3] < 0.5).mean() > 0.01
+
+
+# -- polish: one check table per run, merged evaluations, no Python literals, unfinished runs, mixed n, LR panel ------
+def _eval_record(rob, n=None, checks=None, source=None):
+    """The fixture's eval record of the robust run, changed where asked."""
+    import dataclasses
+
+    from armor.results import read_record
+
+    record = read_record(rob / "eval.json", EvaluationRecord)
+    changes = {}
+    if n is not None:
+        changes["result"] = dataclasses.replace(record.result, n=n)
+    if checks is not None:
+        changes["checks"] = checks
+    if source is not None:
+        changes["source"] = source
+    return dataclasses.replace(record, **changes)
+
+
+def test_one_check_table_per_run_a_column_per_evaluation_and_identical_evaluations_merged(report, tmp_path):
+    rob = shutil.copytree(report["rob"], tmp_path / "rob")
+    # the same evaluation of another file of the same weights: merged; one with other checks: its own column
+    _eval_record(rob, source={"checkpoint": "last.pt", "epoch": 20, "method": "pgd_at"}).write(rob / "eval_last.json")
+    quick = {"checks": [{"name": "large_eps_reaches_zero", "status": "WARN", "value": 9.0,
+                         "message": "PGD-20 at ε = 1: 9.0 % (WARN above 5 %)"}],
+             "numbers": {"n": 100}, "warnings": 1, "level": "quick"}
+    _eval_record(rob, checks=quick).write(rob / "eval_quick.json")
+    render_html(load_runs([rob]), tmp_path / "r.html")
+    checks = section((tmp_path / "r.html").read_text(), "checks")
+    assert checks.count("<table>") == 1 and checks.count("<h3>") == 1  # one table for the run's three files
+    head = checks[checks.index("<thead>"):checks.index("</thead>")]
+    assert head.count("<th>") == 4  # check, rule, and one column per distinct evaluation
+    assert "eval.json = eval_last.json (n = 200)" in head and "eval_quick.json (quick checks, n = 100)" in head
+    # a row per check, its rule once, each evaluation's measurement in its column
+    assert "<td>WARN above 5 %</td>" in checks and "PASS: PGD-100 at ε = 1: 0.0 %" in checks
+    assert "WARN: PGD-20 at ε = 1: 9.0 %" in checks and "2 WARN" in checks
+    row = next(r for r in checks.split("<tr>") if r.startswith("<td>gradients_nonzero"))
+    assert row.count("<td") == 4 and "<td>—</td>" in row  # the quick evaluation did not run this check
+    # merged in the accuracy table too: one row for both files, not the same numbers twice
+    page = (tmp_path / "r.html").read_text()
+    assert section(page, "accuracy").count("eval.json = eval_last.json") == 1
+    assert "eval_last.json" not in section(page, "accuracy").replace("eval.json = eval_last.json", "")
+    assert markdown_table(load_runs([rob])).count("eval_last.json") == 1
+
+
+def test_no_python_literal_in_any_table_cell(report):
+    page = report["html"]
+    config = section(page, "config")
+    assert "<td>—</td>" in config  # the runs' configs have options that are None: shown as a dash
+    for literal in ("None", "True", "False", "[]", "{}"):
+        assert not re.search(rf"<td[^>]*>{re.escape(literal)}</td>", page), literal
+        assert f"| {literal} |" not in markdown_table(load_runs([report["std"], report["rob"]]))
+    from armor.reports.html import value_text
+
+    assert [value_text(v) for v in (None, True, False, [], ["pgd", "fgsm"], {"a": None}, 0.001)] == \
+        ["—", "true", "false", "—", "pgd, fgsm", "a=—", "0.001"]
+
+
+def test_an_interrupted_or_running_run_is_shown_with_its_last_epoch_and_resume_command(report, tmp_path):
+    from armor import locks
+
+    run = shutil.copytree(report["std"], tmp_path / "killed")
+    (run / "results.json").unlink()  # killed after epoch 3 of 12: no test numbers yet
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    (run / "metrics.jsonl").write_text("\n".join(lines[:3]) + "\n")
+    (run / "last.pt").write_bytes(b"")  # only its presence matters to the report
+    command = f"armor train --resume --out {run}"
+    runs = load_runs([run, report["rob"]])
+    assert runs[0]["state"]["status"] == "interrupted" and runs[0]["state"]["last_epoch"] == 3
+    render_html(runs, tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text()
+    assert f"interrupted after epoch 3 of 12; resume: {command}" in section(page, "accuracy")
+    assert f"<code>{command}</code>" in section(page, "accuracy") and command in section(page, "curves")
+    md = markdown_table(runs)
+    assert re.search(r"\| killed +\| interrupted after epoch 3 of 12; resume: " + re.escape(command), md), md
+    # still running (its lock held): said so, with the command for when it stops
+    locks.acquire(locks.lock_path(run), "run folder")
+    try:
+        state = load_runs([run])[0]["state"]
+        assert state["status"] == "running" and f"running (pid {__import__('os').getpid()})" in state["text"]
+    finally:
+        locks.release(locks.lock_path(run))
+    # killed before its first checkpoint: started again from its own config
+    (run / "last.pt").unlink()
+    state = load_runs([run])[0]["state"]
+    assert state["command"] == f"armor train --config {run / 'config.yaml'} --out {run}"
+    assert load_runs([report["std"]])[0]["state"] is None  # a finished run
+
+
+def test_the_tradeoff_plot_compares_runs_on_the_same_n_or_says_they_are_mixed(report, tmp_path):
+    trade = section(report["html"], "tradeoff")
+    n_test = report["results"]["standard"].test.n
+    assert f"Every run on the same {n_test} test examples" in trade and "Mixed n" not in trade
+    # a run measured only on other examples: no n shared by every run
+    other = tmp_path / "other"
+    other.mkdir()
+    _eval_record(report["rob"], n=n_test + 3).write(other / "eval.json")
+    render_html(load_runs([report["std"], other]), tmp_path / "r.html")
+    trade = section((tmp_path / "r.html").read_text(), "tradeoff")
+    assert "Mixed n" in trade and f"n = {n_test}, {n_test + 3}" in trade
+    assert f"other (n={n_test + 3})" in trade and f"standard (n={n_test})" in trade
+
+
+@pytest.mark.parametrize("lrs,panels", [([1e-3] * 5, 1), ([1e-3, 1e-3, 5e-4, 5e-4, 1e-4], 2)])
+def test_the_lr_panel_is_drawn_only_when_the_lr_changes(lrs, panels):
+    from armor.reports.plots import learning_curves_figure, lr_changes
+
+    records = [{"epoch": i + 1, "lr": lr, "train_acc": 50.0 + i, "val_robust_acc": 20.0 + i} for i, lr in enumerate(lrs)]
+    fig, plt = learning_curves_figure(records, title="run")
+    assert lr_changes(records) == (panels == 2) and len(fig.axes) == panels
+    assert ("constant LR 0.001" in fig.axes[0].get_title()) == (panels == 1)
+    plt.close(fig)

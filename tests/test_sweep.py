@@ -63,3 +63,54 @@ def test_pareto_front_and_renderers_from_json_alone(tmp_path):
     assert read_record(tmp_path / "sweep.json") == sweep  # written and read back by the one schema
     md = (tmp_path / "sweep.md").read_text()
     assert "| 6 " in md and md.count("*") >= 3 and set(paths) == {"json", "csv", "md", "png"}
+
+
+# -- best epochs: a column, a warning when a row's best.pt is from the first epochs, and best_by: last ---------------
+def test_each_row_says_its_best_epoch_and_an_early_best_is_warned_until_best_by_last(tmp_path, capsys, monkeypatch):
+    from armor.training.trainer import Trainer
+
+    # validation that peaks at epoch 1 (as it did for β = 0.1 in the short sweep): no later epoch compares
+    # better; best_by: last never asks
+    monkeypatch.setattr(Trainer, "compare", lambda self, record, best: best["epoch"] is None)
+    flat = ["--epochs", "3"] + TINY[2:]
+    out = tmp_path / "early"
+    assert main(["sweep", "--method", "trades", "--param", "beta", "--values", "0.1", "6", "--out", str(out)] + flat) == 0
+    stdout = capsys.readouterr().out
+    sweep = read_record(out / "sweep.json", SweepRecord)
+    assert [p.best_epoch for p in sweep.points] == [1, 1]
+    assert all("best.pt is from epoch 1 of 3, in the first 20% of training" in p.warning for p in sweep.points)
+    assert all("--best-by last" in p.warning for p in sweep.points)
+    header = next(line for line in stdout.splitlines() if line.startswith("beta"))
+    assert "best epoch" in header and stdout.count("! beta=") == 2
+    rows = list(csv.reader((out / "sweep.csv").open()))
+    col = rows[0].index("best epoch")
+    assert [r[col] for r in rows[1:]] == ["1 !", "1 !"]
+    assert (out / "sweep.md").read_text().count("! beta=") == 2
+    # best_by: last — every row is the last epoch, and nothing is warned
+    out = tmp_path / "last"
+    assert main(["sweep", "--method", "trades", "--param", "beta", "--values", "0.1", "6", "--best-by", "last",
+                 "--out", str(out)] + flat) == 0
+    assert "! beta=" not in capsys.readouterr().out
+    sweep = read_record(out / "sweep.json", SweepRecord)
+    assert [(p.best_epoch, p.warning) for p in sweep.points] == [(3, None), (3, None)]
+    run = read_record(out / "beta=0.1" / "results.json", TrainingRecord)
+    assert run.best_epoch == 3 == run.candidates["best"].epoch
+
+
+def test_a_best_epoch_in_the_eps_warmup_is_warned_and_best_by_last_refuses_what_compares_epochs():
+    from armor.config import TrainConfig
+    from armor.training.sweep import early_best
+
+    cfg = TrainConfig(method="pgd_at", epochs=30, eps_warmup=5)
+    assert "from the ε warm-up (epoch 4 ≤ eps_warmup 5" in early_best(cfg, 4, 30, "eps=0.2")
+    assert early_best(cfg, 12, 30, "x") is None and early_best(TrainConfig(epochs=1), 1, 1, "x") is None
+    assert "from epoch 6 of 30" in early_best(TrainConfig(method="pgd_at", epochs=30), 6, 30, "x")
+    assert early_best(TrainConfig(epochs=30, best_by="last"), 1, 30, "x") is None
+    for bad, needle in (({"early_stop_patience": 3}, "early_stop_patience 3 stops when validation stops improving"),
+                        ({"method": "fgsm_rs", "guard": "rollback"}, "guard 'rollback' reloads best.pt")):
+        try:
+            TrainConfig(best_by="last", **bad)
+        except ValueError as exc:
+            assert needle in str(exc)
+        else:
+            raise AssertionError(f"best_by last with {bad} was accepted")

@@ -39,6 +39,14 @@ from .robust import evaluate, predict
 
 PASS, WARN, NOTE = "PASS", "WARN", "NOTE"
 
+#: the two sizes of the checks (``armor eval --checks quick|standard``; ``auto`` takes quick after the quick suite):
+#: examples, steps of the gradient attacks, Square's queries, APGD-T's target classes. The quick level is the
+#: budget the masked-model table of the README was measured with (on 60 images there).
+LEVELS: Dict[str, Dict[str, int]] = {
+    "quick": {"n": 100, "steps": 20, "queries": 300, "n_target_classes": 3},
+    "standard": {"n": 200, "steps": 100, "queries": 1000, "n_target_classes": 9},
+}
+
 
 def _attack_acc(model, x, y, attack, seed) -> float:
     return evaluate(model, x, y, {"a": attack}, seed=seed).acc("a")
@@ -168,6 +176,14 @@ def _classes(model: nn.Module, x: torch.Tensor) -> int:
 
 def format_checks(report: Dict[str, Any]) -> str:
     """The short PASS/WARN list printed after ``armor eval``."""
-    lines = [f"sanity checks on {report['numbers']['n']} examples:"]
+    level = report.get("level")
+    about = f" ({level}: {_budget(level)}{'; --checks standard for the full set' if level == 'quick' else ''})" \
+        if level in LEVELS else ""
+    lines = [f"sanity checks on {report['numbers']['n']} examples{about}:"]
     lines += [f"  {c['status']:<4}  {c['name']}: {c['message']}" for c in report["checks"]]
     return "\n".join(lines)
+
+
+def _budget(level: str) -> str:
+    b = LEVELS[level]
+    return f"{b['steps']}-step attacks, APGD-T with {b['n_target_classes']} targets, Square {b['queries']} queries"

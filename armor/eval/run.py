@@ -374,12 +374,17 @@ def run_evaluation(subject: Subject, options: EvalConfig, path: Optional[Path], 
     if dist is not None and not dist.is_main:
         return record  # the extras and the file are rank 0's
     with amp:
-        if options.checks:
-            from .checks import run_checks
+        level = options.check_level
+        if level is not None:
+            from .checks import LEVELS, run_checks
 
-            record.checks = run_checks(model, _in_memory(x, options.check_n), y[:options.check_n], threat,
-                                       n=options.check_n, seed=options.seed, eot=options.eot, bpda=options.bpda,
-                                       surrogate=surrogate, progress=progress)
+            budget = dict(LEVELS[level])
+            n = options.check_n or budget.pop("n")
+            budget.pop("n", None)
+            record.checks = run_checks(model, _in_memory(x, n), y[:n], threat, n=n, **budget, seed=options.seed,
+                                       eot=options.eot, bpda=options.bpda, surrogate=surrogate,
+                                       progress=progress)
+            record.checks["level"] = level
         if options.sweep:
             from .sweep import eps_sweep, write_sweep
 

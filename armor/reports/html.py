@@ -16,11 +16,14 @@ import html
 import json
 import logging
 import math
+import re
+import shlex
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .. import locks
 from ..budgets import norm_symbol
 from ..errors import UserError
 from ..results import (EpsSweep, Evaluation, EvaluationRecord, FiguresRecord, TrainingRecord, is_record,
@@ -92,6 +95,7 @@ def load_run(run_dir: str | Path, label: Optional[str] = None) -> Dict[str, Any]
             figures = record
     # an eval writes its sweep both inside its record and as <stem>_sweep.json: show it once, from the record
     embedded = {Path(name).stem + "_sweep.json" for name, rec in data["evals"] if rec.sweep is not None}
+    data["evals"] = merge_identical(data["evals"])
     data["sweeps"] = [(name, rec.sweep) for name, rec in data["evals"] if rec.sweep is not None]
     data["sweeps"] += [(name, s) for name, s in sweeps if name not in embedded]
     if figures is not None and (run / FIGURES_NPZ).is_file():
@@ -103,7 +107,50 @@ def load_run(run_dir: str | Path, label: Optional[str] = None) -> Dict[str, Any]
         data["figures"] = {"meta": figures, **arrays}
     if data["config"] is None and not data["metrics"] and data["results"] is None and not data["evals"]:
         raise UserError(f"run folder {str(run)!r} holds no config.yaml, metrics.jsonl, results.json or eval record")
+    data["state"] = run_state(run, data)
     return data
+
+
+def merge_identical(evals: Sequence[Tuple[str, EvaluationRecord]]) -> List[Tuple[str, EvaluationRecord]]:
+    """Evaluation records that measured the same thing with the same outcome (every number, attack, check, sweep
+    and corruption equal; only the file, the checkpoint's path or the environment differ) shown once, under all
+    their file names (``eval.json = eval_last.json``)."""
+    groups: Dict[str, List[Tuple[str, EvaluationRecord]]] = {}
+    for name, record in evals:
+        measured = record.to_dict()
+        for key in ("source", "environment"):
+            measured.pop(key, None)
+        groups.setdefault(json.dumps(measured, sort_keys=True, default=str), []).append((name, record))
+    return [(" = ".join(name for name, _ in group), group[0][1]) for group in groups.values()]
+
+
+def run_state(run: Path, data: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """None for a finished run (it has results.json) or a folder that is no training run; else how far a running or
+    interrupted run got (its last logged epoch) and the exact command that continues it."""
+    config = data["config"]
+    if data["results"] is not None or not isinstance(config, dict):
+        return None
+    epochs = config.get("epochs")
+    last = max((int(r["epoch"]) for r in data["metrics"] if isinstance(r.get("epoch"), int)), default=0)
+    path = data["path"]
+    if (run / "last.pt").is_file():
+        command = f"armor train --resume --out {shlex.quote(path)}"
+        model = config.get("model")
+        if isinstance(model, str) and ":" in model:  # your own architecture: named again on resume
+            command += f" --model {shlex.quote(model)}"
+        done = f"epoch {last} of {epochs}" + (", before the final test" if last == epochs else "")
+    else:  # killed before its first checkpoint: nothing to resume, the run starts again in the same folder
+        command = f"armor train --config {shlex.quote(str(Path(path) / 'config.yaml'))} --out {shlex.quote(path)}"
+        done = "no epoch (stopped before its first checkpoint)"
+    holder = locks.in_use(locks.lock_path(run))
+    if holder:
+        text = f"running ({holder}): {done} so far; if it stops: {command}"
+    elif (run / "last.pt").is_file():
+        text = f"interrupted after {done}; resume: {command}"
+    else:
+        text = f"interrupted: {done}; start it again: {command}"
+    return {"status": "running" if holder else "interrupted", "last_epoch": last, "epochs": epochs,
+            "command": command, "text": text}
 
 
 def load_runs(run_dirs: Sequence[str | Path]) -> List[Dict[str, Any]]:
@@ -149,6 +196,8 @@ def accuracy_table(runs: Sequence[Dict[str, Any]]) -> Tuple[List[str], List[List
     header = ["run", "evaluation", "threat", "n", "clean"] + attacks + ["worst case"]
     rows, any_cumulative = [], False
     for run in runs:
+        if run.get("state") is not None:  # running or interrupted: no test numbers yet, but never left out
+            rows.append([run["label"], run["state"]["text"], "—", "—", "—"] + ["—"] * len(attacks) + ["—"])
         for src in sources(run):
             res: Evaluation = src["result"]
             cumulative = res.acc_kind == "cumulative"
@@ -170,18 +219,26 @@ def _pct(value: Any) -> str:
     return f"{value:.1f}"
 
 
-def headline(run: Dict[str, Any]) -> Optional[Tuple[float, float]]:
-    """(clean, worst case) of the run's strongest measurement at its training ε (lowest worst case)."""
-    best = None
+def measurements(run: Dict[str, Any]) -> List[Tuple[int, float, float]]:
+    """(n, clean, worst case) of every measurement of the run at its training ε."""
+    out = []
     eps = run["results"].threat.get("eps") if run["results"] is not None else None
     for src in sources(run):
         worst = src["result"].worst_case_acc
         same_eps = eps is None or not src["threat"] or abs(src["threat"].get("eps", eps) - eps) < 1e-9
-        if math.isnan(worst) or not same_eps:
-            continue
-        if best is None or worst < best[1]:
-            best = (src["result"].clean_acc, worst)
-    return best
+        if not math.isnan(worst) and same_eps:
+            out.append((src["result"].n, src["result"].clean_acc, worst))
+    return out
+
+
+def headline(run: Dict[str, Any], n: Optional[int] = None) -> Optional[Tuple[float, float, int]]:
+    """(clean, worst case, n) of the run's strongest measurement at its training ε (lowest worst case), among those
+    on ``n`` examples when given."""
+    found = [m for m in measurements(run) if n is None or m[0] == n]
+    if not found:
+        return None
+    n_best, clean, worst = min(found, key=lambda m: m[2])
+    return clean, worst, n_best
 
 
 def markdown_table(runs: Sequence[Dict[str, Any]]) -> str:
@@ -201,8 +258,25 @@ def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
+def value_text(value: Any) -> str:
+    """A config or record value as a table shows it: ``—`` for none or empty, ``true``/``false``, lists joined,
+    mappings as ``k=v`` — never a Python literal (``None``, ``True``, ``[...]``)."""
+    if value is None or value == [] or value == {} or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(value_text(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={value_text(v)}" for k, v in value.items())
+    return str(value)
+
+
 def _table(header: Sequence[Any], rows: Sequence[Sequence[Any]], classes: Optional[Sequence[str]] = None,
            cell_class=None) -> str:
+    rows = [[cell if isinstance(cell, str) else value_text(cell) for cell in row] for row in rows]
     head = "".join(f"<th>{esc(h)}</th>" for h in header)
     body = []
     for i, row in enumerate(rows):
@@ -253,7 +327,7 @@ def _config_section(runs: Sequence[Dict[str, Any]]) -> str:
         for k in (c or {}):
             if k not in keys:
                 keys.append(k)
-    show = lambda c, k: "—" if not c or k not in c else json.dumps(c[k]) if isinstance(c[k], (list, dict)) else str(c[k])  # noqa: E731
+    show = lambda c, k: "—" if not c or k not in c else value_text(c[k])  # noqa: E731
     differ = [k for k in keys if len({show(c, k) for c in configs}) > 1]
     header = ["key"] + [r["label"] for r in runs]
     main_keys = ["dataset", "model", "method", "norm", "eps", "steps", "epochs", "batch_size", "optimizer", "lr",
@@ -277,7 +351,9 @@ def _curves_section(runs: Sequence[Dict[str, Any]], pngs: _Pngs) -> str:
         path = plots.write_learning_curves(run["metrics"], pngs.run_path(run, "learning_curves.png"),
                                            title=run["label"], best_epoch=best)
         stop = res.stop_reason if res is not None else None
+        state = run.get("state")
         caption = esc(run["label"]) + (f" — best epoch {esc(best)}" if best else "") + (f"; {esc(stop)}" if stop else "")
+        caption += f" — {esc(state['text'])}" if state else ""
         if path:
             figs.append(f"<figure class=\"small\">{_img(path, 'learning curves of ' + run['label'])}<figcaption>{caption}"
                         f"</figcaption></figure>")
@@ -295,9 +371,13 @@ def _accuracy_section(runs: Sequence[Dict[str, Any]]) -> str:
     def cell_class(i, j, cell):
         return "num strong" if j == worst else "num" if j >= 3 else ""
 
-    body = _table(header, rows, cell_class=cell_class)
+    body = "".join(f'<p class="note unfinished">{esc(r["label"])}: {esc(r["state"]["status"])} — '
+                   f'<code>{esc(r["state"]["command"])}</code></p>' for r in runs if r.get("state"))
+    body += _table(header, rows, cell_class=cell_class)
     note = ("Accuracy in % on the test split. An example counts in <b>worst case</b> only if every attack in "
             "its row failed on it.")
+    if any(" = " in name for r in runs for name, _ in r["evals"]):
+        note += " Evaluation files joined by = measured the same numbers (one row for all of them)."
     if cumulative:
         note += " † = accuracy after this attack and all before it in the suite (shrinking-mask ensemble)."
     return body + f'<p class="note">{note}</p>'
@@ -308,6 +388,9 @@ def _sweep_section(runs: Sequence[Dict[str, Any]], pngs: _Pngs) -> str:
               for r in runs for name, s in r["sweeps"]]
     if not sweeps:
         return _na("no ε sweep", "Add one with `armor eval --checkpoint RUN/best.pt --sweep 0.05 0.1 0.2 0.3`.")
+    sizes = sorted({s.n for _, s in sweeps})
+    if len(sizes) > 1:  # curves on different numbers of examples: each says its n
+        sweeps = [(f"{label} (n={s.n})", s) for label, s in sweeps]
     path = plots.plot_sweeps(sweeps, pngs.shared_path("eps_sweep.png"))
     eps_values = sorted({row["eps"] for _, s in sweeps for row in s.rows})
     rows = []
@@ -316,8 +399,10 @@ def _sweep_section(runs: Sequence[Dict[str, Any]], pngs: _Pngs) -> str:
         rows.append([label] + [_pct(by_eps.get(round(e, 9))) for e in eps_values])
     table = _table(["run"] + [f"ε={e:.4g}" for e in eps_values], rows,
                    cell_class=lambda i, j, c: "num" if j else "")
-    return f'<div class="figs"><figure class="small">{_img(path, "worst-case accuracy against eps")}</figure></div>{table}' \
-           '<p class="note">Worst-case accuracy (%) at each budget.</p>'
+    mixed = (f"; the sweeps are on different numbers of examples (n = {', '.join(map(str, sizes))}), so each curve "
+             "and row says its own n" if len(sizes) > 1 else "")
+    return (f'<div class="figs"><figure class="small">{_img(path, "worst-case accuracy against eps")}</figure></div>'
+            f'{table}<p class="note">Worst-case accuracy (%) at each budget{esc(mixed)}.</p>')
 
 
 #: the severity (of 5) the report's example pictures of the corruptions show
@@ -382,40 +467,91 @@ def _corruption_section(runs: Sequence[Dict[str, Any]], pngs: _Pngs) -> str:
     return table + f'<p class="note">{esc(note)}</p>' + _corruption_examples(runs, pngs)
 
 
+def _check_parts(message: Any) -> Tuple[str, str]:
+    """A check's message split into what was measured and the rule it is judged by: ``FGSM 5.0 % vs PGD-100 0.5 %``
+    and ``WARN if FGSM is > 2 points stronger``."""
+    text = "" if message is None else str(message)
+    match = re.match(r"^(.*) \(((?:WARN|NOTE)\b.*)\)$", text)
+    return (match.group(1), match.group(2)) if match else (text, "")
+
+
 def _checks_section(runs: Sequence[Dict[str, Any]]) -> str:
+    """One table per run: a row per check, a column per evaluation (identical evaluations already merged)."""
     blocks = []
     for run in runs:
-        for name, rec in run["evals"]:
-            checks = rec.checks
-            if not isinstance(checks, dict) or not checks.get("checks"):
-                continue
-            rows = [[c.get("status", ""), c.get("name", ""), c.get("message", "")] for c in checks["checks"]]
-            n = (checks.get("numbers") or {}).get("n")
-            warns = sum(r[0] == "WARN" for r in rows)
-            verdict = (f'<span class="badge WARN">{warns} WARN</span>' if warns
-                       else '<span class="badge PASS">all PASS</span>')
-            blocks.append(f"<h3>{esc(run['label'])} — {esc(name)} {verdict}</h3>"
-                          + _table(["status", "check", "result"], rows,
-                                   cell_class=lambda i, j, c: f"badge {c}" if j == 0 else "")
-                          + (f'<p class="note">on {esc(n)} test examples</p>' if n else ""))
+        evals = [(name, rec.checks) for name, rec in run["evals"]
+                 if isinstance(rec.checks, dict) and rec.checks.get("checks")]
+        if not evals:
+            continue
+        names: List[str] = []
+        rules: Dict[str, str] = {}
+        for _, checks in evals:
+            for c in checks["checks"]:
+                if c.get("name") not in names:
+                    names.append(c.get("name"))
+                    rules[c.get("name")] = _check_parts(c.get("message"))[1]
+        header = ["check", "rule"]
+        for name, checks in evals:
+            level, n = checks.get("level"), (checks.get("numbers") or {}).get("n")
+            about = ", ".join(([f"{level} checks"] if level else []) + ([f"n = {n}"] if n else []))
+            header.append(f"{name} ({about})" if about else name)
+        rows, statuses = [], []
+        for check in names:
+            row, status = [check, rules[check]], ["", ""]
+            for _, checks in evals:
+                found = next((c for c in checks["checks"] if c.get("name") == check), None)
+                if found is None:
+                    row.append("—")
+                    status.append("")
+                else:
+                    row.append(f"{found.get('status', '')}: {_check_parts(found.get('message'))[0]}")
+                    status.append(str(found.get("status", "")))
+            rows.append(row)
+            statuses.append(status)
+        warns = sum(st == "WARN" for status in statuses for st in status)
+        verdict = (f'<span class="badge WARN">{warns} WARN</span>' if warns
+                   else '<span class="badge PASS">all PASS</span>')
+        what = f"{len(evals)} evaluations" if len(evals) > 1 else evals[0][0]
+        blocks.append(f"<h3>{esc(run['label'])} — {esc(what)} {verdict}</h3>"
+                      + _table(header, rows, cell_class=lambda i, j, c, st=statuses:
+                               f"badge {st[i][j]}" if j >= 2 and st[i][j] else ""))
     if not blocks:
         return _na("no gradient-masking sanity checks", "`armor eval --checkpoint RUN/best.pt` runs them by default.")
-    return "".join(blocks) + ('<p class="note">WARN = a symptom of gradient masking: the robust accuracy is probably '
-                              'overstated. NOTE = a reporting rule.</p>')
+    return "".join(blocks) + ('<p class="note">One table per run, one column per evaluation. WARN = a symptom of '
+                              'gradient masking: the robust accuracy is probably overstated. NOTE = a reporting '
+                              'rule.</p>')
 
 
 def _tradeoff_section(runs: Sequence[Dict[str, Any]], pngs: _Pngs) -> str:
-    points = [(r["label"], *h) for r in runs if (h := headline(r)) is not None]
-    if len(points) < 2:
+    measured = [(r["label"], measurements(r)) for r in runs]
+    measured = [(label, m) for label, m in measured if m]
+    if len(measured) < 2:
         return _na("needs two or more runs with test accuracy", "Give several run folders, e.g. a sweep of "
                    "trained models.")
-    path = plots.plot_tradeoff(points, pngs.shared_path("tradeoff.png"))
-    front = plots.pareto_front([(c, r) for _, c, r in points])
-    rows = [[label, _pct(c), _pct(r), "yes" if i in front else ""] for i, (label, c, r) in enumerate(points)]
-    table = _table(["run", "clean", "worst case", "on Pareto front"], rows,
-                   cell_class=lambda i, j, c: "num" if j in (1, 2) else "")
-    return (f'<div class="figs"><figure class="small">{_img(path, "clean against robust accuracy")}</figure></div>{table}'
-            '<p class="note">Each run at its training ε, its lowest worst-case accuracy over its evaluations.</p>')
+    common = set.intersection(*({n for n, _, _ in m} for _, m in measured))
+    mixed = ""
+    if common:  # compare like with like: every run on the same number of test examples
+        n = max(common)
+        points = [(label, *min(((c, w) for k, c, w in m if k == n), key=lambda p: p[1]), n) for label, m in measured]
+        title, note = f"n = {n} test examples each", f"Every run on the same {n} test examples"
+    else:
+        points = [(label, *min(((c, w, k) for k, c, w in m), key=lambda p: p[1])) for label, m in measured]
+        sizes = ", ".join(str(k) for k in sorted({k for *_, k in points}))
+        title, note = "mixed n: not comparable", "Each run on its own test examples"
+        mixed = (f'<p class="note warn">Mixed n: these runs were measured on different numbers of test examples '
+                 f"(n = {esc(sizes)}) and no size is shared by all of them, so their points are not comparable; "
+                 f"evaluate them on the same examples (<code>armor eval ... --n N</code>).</p>")
+    labels = [label if common else f"{label} (n={k})" for label, _, _, k in points]
+    path = plots.plot_tradeoff([(lab, c, w) for lab, (_, c, w, _) in zip(labels, points)],
+                               pngs.shared_path("tradeoff.png"), title=title)
+    front = plots.pareto_front([(c, w) for _, c, w, _ in points])
+    rows = [[lab, str(k), _pct(c), _pct(w), "yes" if i in front else ""]
+            for i, (lab, (_, c, w, k)) in enumerate(zip(labels, points))]
+    table = _table(["run", "n", "clean", "worst case", "on Pareto front"], rows,
+                   cell_class=lambda i, j, c: "num" if j in (1, 2, 3) else "")
+    return (f'{mixed}<div class="figs"><figure class="small">{_img(path, "clean against robust accuracy")}</figure>'
+            f'</div>{table}<p class="note">{esc(note)}, at its training ε: its lowest worst-case accuracy over its '
+            "evaluations.</p>")
 
 
 def _figures_runs(runs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -482,6 +618,8 @@ figure.small img{width:540px}
 figcaption{font-size:13px;color:#5b6571}.note{font-size:13px;color:#5b6571;margin:4px 0 10px}
 .na{color:#8a939d;font-style:italic}details{margin:6px 0}summary{cursor:pointer;color:#1f5fa8}
 footer{margin-top:30px;font-size:12px;color:#8a939d}
+code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:13px;background:#f3f5f8;padding:0 4px;
+border-radius:3px}.note.warn,.note.unfinished{color:#8a4b00;font-size:14px}
 """
 
 SECTIONS = (("accuracy", "Clean vs robust accuracy"), ("config", "Run config"), ("curves", "Learning curves"),

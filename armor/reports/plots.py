@@ -89,13 +89,24 @@ def _save(fig, plt, path: Path, dpi: int = 100) -> Path:
     return path
 
 
-def write_learning_curves(records: Sequence[Dict[str, Any]], path: Path, title: str = "",
-                          best_epoch: Optional[int] = None) -> Optional[Path]:
-    """Accuracy (%) and LR against epoch from ``metrics.jsonl`` records."""
-    plt = _pyplot(path)
+def lr_changes(records: Sequence[Dict[str, Any]]) -> bool:
+    """Whether the LR of these ``metrics.jsonl`` records changes from epoch to epoch (a schedule, not a constant)."""
+    lrs = [float(r["lr"]) for r in records if r.get("lr") is not None]
+    return bool(lrs) and max(lrs) - min(lrs) > 1e-9 * max(abs(v) for v in lrs)
+
+
+def learning_curves_figure(records: Sequence[Dict[str, Any]], title: str = "", best_epoch: Optional[int] = None):
+    """(figure, pyplot) of accuracy (%) against epoch from ``metrics.jsonl`` records, with an LR panel below only
+    when the LR changes (a constant LR is named in the title); (None, None) without matplotlib or records."""
+    plt = _pyplot(Path("the learning curves"))
     if plt is None or not records:
-        return None
-    fig, (acc_ax, lr_ax) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, height_ratios=(3, 1))
+        return None, None
+    schedule = lr_changes(records)
+    if schedule:
+        fig, (acc_ax, lr_ax) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, height_ratios=(3, 1))
+    else:
+        fig, acc_ax = plt.subplots(figsize=(7, 4.6))
+        lr_ax = None
     for key, label, style in CURVES:
         points = [(r["epoch"], r[key]) for r in records if r.get(key) is not None]
         if points:
@@ -107,14 +118,24 @@ def write_learning_curves(records: Sequence[Dict[str, Any]], path: Path, title: 
     acc_ax.grid(alpha=0.3)
     if acc_ax.get_legend_handles_labels()[0]:
         acc_ax.legend(fontsize=8, ncol=2)
-    acc_ax.set_title(title)
     lrs = [(r["epoch"], r["lr"]) for r in records if r.get("lr") is not None]
-    if lrs:
+    constant = f"constant LR {lrs[0][1]:.3g}" if lrs and not schedule else ""
+    acc_ax.set_title(f"{title} ({constant})" if title and constant else title or constant)
+    if lr_ax is not None:
         lr_ax.plot(*zip(*lrs), color="black")
-    lr_ax.set_ylabel("LR (epoch end)")
-    lr_ax.set_xlabel("epoch")
-    lr_ax.grid(alpha=0.3)
+        lr_ax.set_ylabel("LR (epoch end)")
+        lr_ax.grid(alpha=0.3)
+    (lr_ax or acc_ax).set_xlabel("epoch")
     fig.tight_layout()
+    return fig, plt
+
+
+def write_learning_curves(records: Sequence[Dict[str, Any]], path: Path, title: str = "",
+                          best_epoch: Optional[int] = None) -> Optional[Path]:
+    """Accuracy (%) against epoch from ``metrics.jsonl`` records (and the LR when it changes), as a PNG."""
+    fig, plt = learning_curves_figure(records, title, best_epoch)
+    if fig is None:
+        return None
     return _save(fig, plt, path)
 
 
@@ -171,8 +192,9 @@ def plot_pareto(sweep: SweepRecord, path: Path) -> Optional[Path]:
     return _save(fig, plt, path, dpi=120)
 
 
-def plot_tradeoff(points: Sequence[Tuple[str, float, float]], path: Path) -> Optional[Path]:
-    """Clean vs worst-case robust accuracy, one dot per (label, clean, robust), the Pareto front joined."""
+def plot_tradeoff(points: Sequence[Tuple[str, float, float]], path: Path, title: str = "") -> Optional[Path]:
+    """Clean vs worst-case robust accuracy, one dot per (label, clean, robust), the Pareto front joined (a front of
+    one point is drawn as a marker, so the legend shows it)."""
     plt = _pyplot(path)
     if plt is None or not points:
         return None
@@ -180,7 +202,7 @@ def plot_tradeoff(points: Sequence[Tuple[str, float, float]], path: Path) -> Opt
     xy = [(c, r) for _, c, r in points]
     front = pareto_front(xy)
     ax.plot([xy[i][0] for i in front], [xy[i][1] for i in front], "-", color="grey", lw=1, zorder=1,
-            label="Pareto front")
+            marker="s" if len(front) == 1 else None, markersize=11, markerfacecolor="none", label="Pareto front")
     for i, (label, clean, robust) in enumerate(points):
         ax.scatter([clean], [robust], s=40, zorder=2, marker="o" if i in front else "x", label=label)
     ax.set_xlabel("clean accuracy (%)")
@@ -190,6 +212,8 @@ def plot_tradeoff(points: Sequence[Tuple[str, float, float]], path: Path) -> Opt
     ax.set_ylim(0, max(10, max(r for _, r in xy) + 10))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
+    if title:
+        ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return _save(fig, plt, path)
 

@@ -20,15 +20,21 @@ def sweep_rows(sweep: SweepRecord) -> tuple[List[str], List[List[str]]]:
     param = sweep.param
     attack_names = list(sweep.points[0].attacks) if sweep.points else []
     header = [param] + (["method"] if param != "method" else []) + ["clean"] + attack_names \
-        + ["worst case", "pareto"]
+        + ["worst case", "best epoch", "pareto"]
     rows = []
     for i, p in enumerate(sweep.points):
         row = [_value(p.value)]
         row += [p.method] if param != "method" else []
         row += [f"{p.clean_acc:.1f}"] + [f"{p.attacks[a]:.1f}" for a in attack_names]
-        row += [f"{p.worst_case_acc:.1f}", "*" if i in sweep.pareto else ""]
+        best = "—" if p.best_epoch is None else str(p.best_epoch)
+        row += [f"{p.worst_case_acc:.1f}", best + (" !" if p.warning else ""), "*" if i in sweep.pareto else ""]
         rows.append(row)
     return header, rows
+
+
+def sweep_warnings(sweep: SweepRecord) -> List[str]:
+    """One line per row whose best checkpoint makes it mislead (marked ! in the best-epoch column)."""
+    return [f"! {p.warning}" for p in sweep.points if p.warning]
 
 
 def write_sweep(sweep: SweepRecord, out: str | Path, plot: bool = True) -> Dict[str, str]:
@@ -44,7 +50,8 @@ def write_sweep(sweep: SweepRecord, out: str | Path, plot: bool = True) -> Dict[
     threat = sweep.threat
     md = (f"Sweep over `{sweep.param}` — {sweep.dataset}, {sweep.model}, accuracy in % on the test set; "
           f"worst case over the attacks at {norm_symbol(threat['norm'])} ε = {threat['eps']:.4g}; * = Pareto front.\n\n"
-          + format_table(header, rows, markdown=True) + "\n")
+          + format_table(header, rows, markdown=True) + "\n"
+          + "".join(f"\n{line}\n" for line in sweep_warnings(sweep)))
     write_text(paths["md"], md)
     if plot:
         from .plots import plot_pareto

@@ -24,12 +24,14 @@ training inputs, because averaged weights do not match any model's running stati
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 
+from ..errors import UserError, opt
 from ..methods import StepOutput
 from ..threat import ThreatModel
 
@@ -77,6 +79,17 @@ class TrainContext:
     @property
     def stop_reason(self) -> Optional[str]:
         return self._trainer.stop_reason
+
+    @property
+    def is_main(self) -> bool:
+        """True in the process that writes the run's files (rank 0 under torchrun; always true in one process)."""
+        return self._trainer.dist.is_main
+
+    @property
+    def history(self) -> List[Dict[str, Any]]:
+        """Copies of the run's epoch records so far (what metrics.jsonl holds; a resumed run's earlier epochs
+        included)."""
+        return [dict(r) for r in self._trainer.history]
 
     # -- measure and compare
     def measure(self, model: nn.Module, split: str) -> Dict[str, float]:
@@ -127,6 +140,10 @@ class Callback:
     def on_step_end(self, ctx: TrainContext, out: StepOutput) -> None: ...
 
     def on_epoch_end(self, ctx: TrainContext, epoch: int, record: Dict[str, Any]) -> None: ...
+
+    def on_epoch_logged(self, ctx: TrainContext, record: Dict[str, Any]) -> None:
+        """After the epoch's record is complete (``seconds`` included), checkpointed and in metrics.jsonl; the record
+        must not be changed here."""
 
     def state_dict(self) -> Dict[str, Any]:
         return {}
@@ -249,8 +266,57 @@ class SWA(_AveragedCandidate):
         self.averaged.module.eval()
 
 
+class TensorBoard(Callback):
+    """TensorBoard event files in ``RUN/tensorboard``: every epoch the numbers of its ``metrics.jsonl`` record, under
+    the same names (``val_robust_acc``, ``lr``, ...; step = epoch), and at the end the learning-curve figure.
+
+    Rank 0 alone writes. Like ``metrics.jsonl``, the event files follow the checkpoint's history: the writer is
+    opened at the first epoch a process logs, with ``purge_step=1``, and writes the history so far (a resumed run's
+    earlier epochs) before the new epoch — TensorBoard then drops every event the earlier files hold from step 1 on,
+    so an epoch a killed run logged after its last checkpoint, or the epochs before a resume, never appear twice.
+    The folder is made only once the run has a checkpoint (a run killed in its first epoch stays restartable).
+    """
+
+    name = "tensorboard"
+
+    def __init__(self, log_dir: str | Path):
+        from importlib.util import find_spec
+
+        if find_spec("tensorboard") is None:
+            raise UserError(f"{opt('tensorboard')} needs the tensorboard package, which is not installed: "
+                            f"pip install tensorboard (or pip install 'armor[tensorboard]')")
+        self.log_dir = Path(log_dir)
+        self.writer: Any = None
+
+    def on_epoch_logged(self, ctx: TrainContext, record: Dict[str, Any]) -> None:
+        if not ctx.is_main:
+            return
+        if self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.log_dir), purge_step=1)
+            records = ctx.history  # the run so far (the record of this epoch is its last entry)
+        else:
+            records = [record]
+        for r in records:
+            for key, value in r.items():
+                if key != "epoch" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self.writer.add_scalar(key, value, int(r["epoch"]))
+        last = ctx.stop_reason is not None or int(record["epoch"]) >= ctx.config.epochs
+        if last:
+            from ..reports.plots import learning_curves_figure
+
+            fig, plt = learning_curves_figure(ctx.history, title=str(ctx.config.out_dir().name))
+            if fig is not None:
+                self.writer.add_figure("learning_curves", fig, int(record["epoch"]), close=True)
+        self.writer.flush()
+        if last:
+            self.writer.close()
+            self.writer = None
+
+
 def default_callbacks(cfg: "TrainConfig", model: nn.Module) -> List[Callback]:
-    """The callbacks a config asks for: EMA and SWA candidates first, then early stopping."""
+    """The callbacks a config asks for: EMA and SWA candidates first, then early stopping, then logging."""
     callbacks: List[Callback] = []
     if cfg.ema_decay:
         callbacks.append(EMA(model, cfg.ema_decay))
@@ -258,4 +324,6 @@ def default_callbacks(cfg: "TrainConfig", model: nn.Module) -> List[Callback]:
         callbacks.append(SWA(model, cfg.swa_start))
     if cfg.early_stop_patience:
         callbacks.append(EarlyStopping(cfg.early_stop_patience))
+    if cfg.tensorboard:
+        callbacks.append(TensorBoard(cfg.out_dir() / "tensorboard"))
     return callbacks

@@ -49,7 +49,7 @@ def _pid_alive(pid: int) -> bool:
 class RunFolder:
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.lock_path = self.path.parent / f".{self.path.name}.armor.lock"
+        self.lock_path = locks.lock_path(self.path)
         self.aside: Optional[Path] = None
         self.mode: Optional[str] = None
 

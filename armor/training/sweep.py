@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from ..attacks.suites import attack_list
 from ..config import SWEEP_PARAMS, TrainConfig
-from ..errors import UserError, did_you_mean
+from ..errors import UserError, did_you_mean, opt
 from ..eval.robust import evaluate
 from ..reports.plots import pareto_front as _front
 from ..results import SweepPoint, SweepRecord
@@ -48,13 +48,42 @@ def run_sweep(base: Dict[str, Any], param: str, values: Sequence[Any], out: str 
         if param == "eps" and cfg.threat != threat:
             attacks = attack_list(threat, cfg.final_attacks, steps=cfg.eval_steps, restarts=cfg.eval_restarts)
             test = evaluate(trainer.model, trainer.data.x_test, trainer.data.y_test, attacks)
+        warning = early_best(cfg, summary.best_epoch, summary.last_epoch, f"{param}={_shown(getattr(cfg, param))}")
+        if warning:
+            log.warning("sweep: %s", warning)
         points.append(SweepPoint(value=getattr(cfg, param), method=cfg.method, clean_acc=test.clean_acc,
                                  worst_case_acc=test.worst_case_acc,
                                  attacks={label: test.acc(label) for label in test.labels},
-                                 best_epoch=summary.best_epoch, stop_reason=summary.stop_reason, run=summary.run))
+                                 best_epoch=summary.best_epoch, stop_reason=summary.stop_reason, run=summary.run,
+                                 warning=warning))
     return SweepRecord(param=param, threat=threat.to_dict(), dataset=base_cfg.dataset, model=base_cfg.model,
                        base={k: v for k, v in base.items() if k != param}, points=points,
                        pareto=pareto_front(points))
+
+
+#: a best epoch within this fraction of the planned epochs counts as "from the first epochs"
+EARLY_FRACTION = 0.2
+
+
+def early_best(cfg: TrainConfig, best_epoch: Optional[int], last_epoch: int, what: str) -> Optional[str]:
+    """Why a sweep row may mislead, or None: its ``best.pt`` is from the ε warm-up (the model had not trained at the
+    full ε yet) or from the first fifth of training (validation peaked early, often by chance on a small split), so
+    the row compares an early model with trained ones. A best epoch that is the run's last is never early (a
+    one-epoch run); ``best_by: last`` makes every row the last epoch."""
+    if best_epoch is None or cfg.best_by == "last" or best_epoch >= last_epoch:
+        return None
+    if best_epoch <= cfg.eps_warmup:
+        when = f"from the ε warm-up (epoch {best_epoch} ≤ eps_warmup {cfg.eps_warmup}, ε not yet at its full value)"
+    elif best_epoch <= max(1, int(EARLY_FRACTION * cfg.epochs)):
+        when = f"from epoch {best_epoch} of {cfg.epochs}, in the first {EARLY_FRACTION:.0%} of training"
+    else:
+        return None
+    return (f"{what}: best.pt is {when}; its row compares an early model with trained ones — train longer, or set "
+            f"{opt('best_by', 'last')} so every row is the last epoch")
+
+
+def _shown(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _folder(param: str, value: Any) -> str:

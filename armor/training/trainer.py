@@ -358,6 +358,8 @@ class Trainer:
                 faults.point("after_last")
                 append_jsonl(self.out / "metrics.jsonl", record)
                 faults.point("after_history")
+            for cb in self.callbacks:  # the epoch's record is complete and written
+                cb.on_epoch_logged(self.context, record)
             log.info(_format_record(record))
             if self.stop_reason:
                 log.warning("stopping after epoch %d: %s", epoch + 1, self.stop_reason)
@@ -366,12 +368,17 @@ class Trainer:
 
     def is_better(self, record: Dict[str, Any]) -> bool:
         """Highest robust validation accuracy, ties to higher clean accuracy (clean first for ``best_by:
-        clean``, the default for standard training); without a validation split the latest epoch wins."""
+        clean``, the default for standard training); without a validation split, or with ``best_by: last``, the
+        latest epoch wins."""
+        if self.cfg.best_by == "last":
+            return True
         if "val_robust_acc" not in record:
             return len(self.data.x_val) == 0
         return self.compare(record, self.best)
 
     def compare(self, record: Dict[str, Any], best: Dict[str, Any]) -> bool:
+        if self.cfg.best_by == "last":
+            return True
         by_clean = self.cfg.best_by == "clean" or (self.cfg.best_by == "auto" and not self.method.adversarial)
         order = ("val_clean_acc", "val_robust_acc") if by_clean else ("val_robust_acc", "val_clean_acc")
         return tuple(record[k] for k in order) > tuple(best[k] for k in order)
