@@ -1,8 +1,16 @@
 """Shared fixtures: small models trained once per session on the embedded digits data."""
 from __future__ import annotations
 
-import pytest
-import torch
+import os
+
+# One torch thread per test process, and OpenMP threads that sleep when they wait: `make test` runs two pytest
+# workers on two cores (pytest-xdist), and the CLI subprocesses the tests start inherit this. Set before torch loads.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from armor import TrainConfig
 from armor.data import load_dataset

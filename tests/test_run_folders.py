@@ -23,7 +23,7 @@ from armor.results import EvaluationRecord, TrainingRecord, read_record
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 TINY = ["--method", "pgd_at", "--eps", "0.2", "--steps", "2", "--epochs", "3", "--train-size", "320", "--val-size",
         "40", "--test-size", "40", "--batch-size", "32", "--val-steps", "2", "--eval-attacks", "pgd", "--eval-steps",
-        "2", "--device", "cpu", "--seed", "3", "--no-plot", "--quiet"]
+        "2", "--ema-decay", "0.9", "--device", "cpu", "--seed", "3", "--no-plot", "--quiet"]  # EMA: best_ema.pt too
 QUICK = dict(method="pgd_at", eps=0.2, steps=1, epochs=2, train_size=64, val_size=20, test_size=20, batch_size=32,
              val_steps=1, eval_attacks=["pgd"], eval_steps=1, plot=False)
 
@@ -63,7 +63,7 @@ def whole(tmp_path_factory):
 
 # -- kills inside a checkpoint write and between a checkpoint and its history line ---------------------------------
 @pytest.mark.parametrize("fault", ["checkpoint_tmp_written:3", "checkpoint_renamed:4", "after_last:2",
-                                   "after_best:1"])
+                                   "after_best:1", "checkpoint_renamed:1"])
 def test_a_kill_at_each_checkpoint_point_resumes_bit_identical(fault, whole, tmp_path):
     out = tmp_path / "run"
     killed = _armor("train", *TINY, "--out", str(out), fault=fault)

@@ -400,7 +400,7 @@ def test_the_readme_snippet_runs_twice_and_reports_its_own_models_robustness(tmp
     snippet = re.search(r"## Python\n\n```python\n(.*?)```", text, re.S).group(1)
     for attempt in range(2):  # as printed, twice in the same fresh folder
         proc = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True,
-                              timeout=600)  # as a user runs it: torch's default threads
+                              timeout=600)  # as printed (one torch thread: see conftest.py)
         assert proc.returncode == 0, proc.stderr[-2000:]
         last = proc.stdout.strip().splitlines()[-1]
         robust = float(re.search(r"robust accuracy: ([\d.]+) %", last).group(1))

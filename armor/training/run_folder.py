@@ -27,6 +27,12 @@ log = logging.getLogger("armor")
 
 #: what a run that never finished an epoch leaves behind (it may be started again without overwrite)
 START_FILES = {"config.yaml", "run.json", "metrics.jsonl"}
+
+
+def _written_before_last(name: str) -> bool:
+    """A file an epoch writes before its ``last.pt``: best.pt and the averages' best_ema.pt / best_swa.pt (or the
+    temp file of a killed write) — a folder holding only these and the start files has nothing to resume."""
+    return name.endswith(".tmp") or (name.startswith("best") and name.endswith(".pt"))
 CHECKPOINTS = ("last.pt", "best.pt")
 
 
@@ -74,8 +80,8 @@ class RunFolder:
             return "resume"
         if not files:
             return "fresh"
-        if not resumable and set(files) <= START_FILES | {"best.pt"} | {f for f in files if f.endswith(".tmp")}:
-            return "restart"  # a run killed before its first last.pt (best.pt comes first): nothing to resume
+        if not resumable and all(f in START_FILES or _written_before_last(f) for f in files):
+            return "restart"  # a run killed before its first last.pt (the best*.pt come first): nothing to resume
         if not overwrite:
             raise UserError(f"output folder {str(out)!r} already holds files; pass {opt('resume')} to continue that "
                             f"run, {opt('overwrite')} to replace it, or choose another {opt('out', 'FOLDER')}")
@@ -110,7 +116,7 @@ class RunFolder:
                 self.aside = out.parent / f".{out.name}.replaced-{os.getpid()}"
                 os.replace(out, self.aside)
             elif mode == "restart":
-                for name in (*START_FILES, "best.pt"):
+                for name in [*START_FILES, *(p.name for p in out.iterdir() if _written_before_last(p.name))]:
                     (out / name).unlink(missing_ok=True)
             out.mkdir(parents=True, exist_ok=True)
             remove_stale_temp_files(out)
