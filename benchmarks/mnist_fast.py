@@ -11,7 +11,8 @@ it epoch by epoch**, the next ``--pgd-epochs`` epochs of ``configs/mnist_pgd_at.
 turns at epoch boundaries (the one further behind in its share of this call's epochs goes next; each run's random
 stream is saved and restored at every turn, so each computes exactly what it computes alone), so a change in machine
 load falls on both alike; the timed quantity of each is the sum of its epochs' ``seconds`` (training + per-epoch
-validation + guard), the ``train_seconds`` of the recipes' records. Five calls with ``--pgd-epochs 3`` spread the
+validation + guard; the ``train_seconds`` of the recipes' records) less the time the epoch spent waiting for the other
+run's turn (the hand-over happens inside the timed epoch; the wait is measured and taken out). Five calls with ``--pgd-epochs 3`` spread the
 PGD-AT recipe's 15 epochs over five seeds.
 
 Then (unless ``--no-suite``; ``--suite-only`` runs it later, as its own job) the fast run's best checkpoint is evaluated like ``benchmarks/reproduce.py`` does: clean and PGD-100 on the
@@ -60,6 +61,8 @@ class TakeTurns:
         self.loops_over = threading.Event()
         self.finishing = threading.Lock()  # the final tests run one after the other, each with its own random stream
         self.errors: Dict[str, BaseException] = {}
+        #: seconds each run's epochs spent waiting for the other's turn: inside the epoch's timed ``seconds``
+        self.waited: Dict[str, Dict[int, float]] = {name: {} for name in trainers}
 
     def _next(self) -> Optional[str]:
         waiting = [n for n in self.trainers if not self.finished[n]]
@@ -81,7 +84,9 @@ class TakeTurns:
         def epoch(e: int):
             if self.done[name] >= self.quotas[name]:
                 raise _Pause()
+            waiting = time.perf_counter()
             self._hand_over(name)
+            self.waited[name][e + 1] = time.perf_counter() - waiting
             self.done[name] += 1
             return train_epoch(e)
 
@@ -158,7 +163,8 @@ def train_seed(recipe: Path, seed: int, pgd_epochs: int, out_root: Path, data_di
             quotas.pop("pgd_at")
     start_epochs = {n: t.start_epoch for n, t in trainers.items()}
     started = time.perf_counter()
-    results = TakeTurns(trainers, quotas, rng).run()
+    turns = TakeTurns(trainers, quotas, rng)
+    results = turns.run()
     wall = time.perf_counter() - started
     record = results["fast"]
     history = read_jsonl(out_root / name / "metrics.jsonl")
@@ -166,7 +172,9 @@ def train_seed(recipe: Path, seed: int, pgd_epochs: int, out_root: Path, data_di
                    if r["epoch"] > start_epochs.get("pgd_at", 0)] if "pgd_at" in trainers else []
     pgd_history = pgd_history[:quotas.get("pgd_at", 0)]
     return {"name": name, "config": fast_cfg.to_dict(), "record": record, "history": history,
-            "pgd_at_epochs": [{"epoch": r["epoch"], "seconds": r["seconds"]} for r in pgd_history],
+            "pgd_at_epochs": [{"epoch": r["epoch"], "seconds": round(r["seconds"] - turns.waited.get("pgd_at", {}).get(
+                r["epoch"], 0.0), 3)} for r in pgd_history],
+            "waited": {n: {str(e): round(w, 3) for e, w in d.items()} for n, d in turns.waited.items()},
             "wall_seconds": round(wall, 1)}
 
 
@@ -185,9 +193,14 @@ def evaluate_seed(run: Dict[str, Any], out_root: Path, suite_n: int, checks: boo
         "suite_n": suite.result.n if suite else None, "suite_clean_acc": suite.result.clean_acc if suite else None,
         "worst_case_acc": suite.result.worst_case_acc if suite else None,
         "suite_attacks": {k: suite.result.cumulative_acc(k) for k in suite.result.labels} if suite else {},
-        "checks": suite.checks if suite else None, "train_seconds": record.train_seconds,
+        "checks": suite.checks if suite else None,
+        # the epochs' seconds without the waits for the other run's turn (those are inside the timed epoch)
+        "train_seconds": round(sum(r["seconds"] - run["waited"]["fast"].get(str(r["epoch"]), 0.0)
+                                   for r in run["history"]), 2),
+        "train_seconds_with_waits": record.train_seconds,
         "eval_seconds": round(time.perf_counter() - start, 1),
-        "epoch_seconds": [r["seconds"] for r in run["history"]],
+        "epoch_seconds": [round(r["seconds"] - run["waited"]["fast"].get(str(r["epoch"]), 0.0), 3)
+                          for r in run["history"]],
         "train_settings": [r.get("train_setting", run["config"]["method"]) for r in run["history"]],
         "guard_events": record.guard_events, "cost": record.cost,
         "pgd_at_alongside": run["pgd_at_epochs"], "wall_seconds": run["wall_seconds"],
@@ -231,9 +244,9 @@ def summary(stem: str, out_root: Path) -> int:
         return 2
     print(format_table(["run", "epochs", "clean", "final test (10k)", "APGD-CE → +APGD-T → +Square", "worst case",
                         "train s", "guard recovered at"], rows, markdown=True))
-    if not (out_root / "pgd_at" / "metrics.jsonl").is_file():
+    pgd = [e for path in sorted(RESULTS.glob(f"{stem}_seed*.json")) for e in read_json(path)["pgd_at_alongside"]]
+    if not pgd:
         return 0
-    pgd = read_jsonl(out_root / "pgd_at" / "metrics.jsonl")
     pgd_seconds = sum(r["seconds"] for r in pgd)
     planned = TrainConfig.from_yaml(PGD_AT).epochs
     mean = sum(fast_seconds) / len(fast_seconds)
