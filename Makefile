@@ -33,7 +33,7 @@ demo: setup
 	$(VENV)/bin/armor demo
 
 test: setup browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

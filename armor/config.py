@@ -705,10 +705,26 @@ class EvalConfig:
                                  "rescaled logits)", _choice_check(_losses, "loss"))
     # -- adaptive attacks
     eot: int = option(1, "adaptive", "average each gradient over N forward passes (randomised models)", _int_check(1))
-    bpda: Any = option(None, "adaptive", "straight-through gradients through these layers (names as in "
-                       "model.named_modules()); with no names, through every layer marked non_differentiable",
-                       Check(lambda name, value: _bpda(value), lambda: "layer names, or none for every marked layer",
-                             kind="list"), flag={"nargs": "*", "metavar": "LAYER"})
+    bpda: Any = option(None, "adaptive", "straight-through gradients (BPDA): layer names (as in "
+                       "model.named_modules(); identity approximation, output shaped like the input), "
+                       "NAME=FILE.py:FACTORY (a differentiable approximation of that layer), 'ops' (round, floor, "
+                       "ceil, trunc, sign, floor division and integer casts inside the model's own forward), or no "
+                       "value: every layer marked non_differentiable",
+                       Check(lambda name, value: _bpda(value), lambda: "NAME, NAME=FILE.py:FACTORY or ops; none for "
+                             "every marked layer", kind="list"), flag={"nargs": "*", "metavar": "LAYER"})
+    surrogate: Optional[str] = option(None, "adaptive", "a differentiable twin or surrogate of the model: an armor "
+                                      "checkpoint (RUN/best.pt), an armor export (.safetensors) or FILE.py:FACTORY "
+                                      "(with --surrogate-weights; --mean/--std/--logits-key apply to it as to the "
+                                      "model); each gradient attack runs again driven by it, the model judges, and "
+                                      "the checks add a transfer check", _text_check("a checkpoint or FILE.py:FACTORY"))
+    surrogate_weights: Optional[str] = option(None, "adaptive", "weights for a FILE.py:FACTORY surrogate (a state-dict "
+                                              ".pt or .safetensors)", _text_check("a file"))
+    surrogate_options: Dict[str, Any] = option({}, "adaptive", "keyword arguments for the FILE.py:FACTORY surrogate",
+                                               _mapping_check())
+    surrogate_mode: Optional[str] = option(None, "adaptive", "how the surrogate drives the added attacks: twin (the "
+                                           "model's logits forward, the surrogate's gradients backward; default) or "
+                                           "transfer (crafted on the surrogate alone, judged on the model)",
+                                           _choice_check(("twin", "transfer"), "surrogate mode"))
     # -- extras
     checks: bool = option(True, "extras", "run the gradient-masking sanity checks after the evaluation",
                           _bool_check())
@@ -744,11 +760,35 @@ class EvalConfig:
             raise UserError(f"give {opt('mean', None)} and {opt('std', None)} together")
         if self.model_options and self.model is None:
             raise UserError(f"model_options are keyword arguments for the factory of {opt('model', 'FILE.py:FACTORY')}; there is no model given")
+        self._check_surrogate()
         if self.corruption_reference is not None and not self.corruptions:
             raise UserError(f"corruption_reference {self.corruption_reference!r} applies with corruptions: true "
                             f"({opt('corruptions')}), which is off; turn it on or drop the reference")
         self._check_attacks()
         return self
+
+    def _check_surrogate(self) -> None:
+        if self.surrogate is None:
+            for key in ("surrogate_weights", "surrogate_options", "surrogate_mode"):
+                if getattr(self, key) not in (None, {}):
+                    raise UserError(f"{key} applies with a surrogate ({opt('surrogate', 'S')}), and none is given")
+            return
+        if self.bpda is not None:
+            raise UserError(f"give either {opt('bpda', None)} or {opt('surrogate', None)}, not both: with a surrogate "
+                            f"the gradients come from it (bpda changes the model's own gradients; give the surrogate "
+                            f"the smooth layers instead)")
+        from .models.user import check_reference, is_reference
+
+        if is_reference(self.surrogate):
+            check_reference(self.surrogate, "surrogate")
+            return
+        if not Path(self.surrogate).is_file():
+            raise UserError(f"surrogate {self.surrogate!r} is neither a file (an armor checkpoint or export) nor "
+                            f"FILE.py:FACTORY")
+        for key in ("surrogate_weights", "surrogate_options"):
+            if getattr(self, key) not in (None, {}):
+                raise UserError(f"{key} is for a FILE.py:FACTORY surrogate; {self.surrogate!r} is a saved model that "
+                                f"carries its own")
 
     def check_source(self) -> "EvalConfig":
         """What to evaluate is fully described (the command line and ``evaluate_checkpoint`` call this)."""
@@ -826,13 +866,30 @@ def _attack_takes(registry: Any, attack: str, option_name: str) -> bool:
 
 
 def _bpda(value: Any) -> Any:
+    """``True``, or a list of ``NAME`` / ``NAME=FILE.py:FACTORY`` / ``ops`` (a YAML mapping ``{NAME: FILE.py:FACTORY}``
+    becomes such a list; from Python the mapping may hold modules or functions)."""
     if value is True or value is None:
         return value
     if isinstance(value, str):
-        return [value]
+        value = [value]
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) and k for k in value):
+            raise UserError(f"bpda maps layer names to approximations, got {value!r}")
+        if all(v is None or isinstance(v, str) for v in value.values()):
+            value = [k if v is None else f"{k}={v}" for k, v in value.items()]
+        else:
+            return dict(value)  # from Python: approximations as modules or functions
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        from .models.user import check_reference
+
+        for entry in value:
+            name, sep, approx = entry.partition("=")
+            if sep and not (name and approx):
+                raise UserError(f"bpda entry {entry!r} must be NAME, NAME=FILE.py:FACTORY or ops")
+            if approx:
+                check_reference(approx, "bpda")
         return list(value) or True
-    raise UserError(f"bpda must be true or a list of layer names, got {value!r}")
+    raise UserError(f"bpda must be true, layer names, NAME=FILE.py:FACTORY or ops, got {value!r}")
 
 
 def flag_groups(cls: type) -> List[Tuple[str, List[dataclasses.Field]]]:

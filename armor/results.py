@@ -281,7 +281,8 @@ class EvaluationRecord(Record):
     budget: Dict[str, Any]          # what the attacks were allowed: steps, restarts, queries, examples
     reduced: List[str]              # how the budget falls short of the suite's full one (empty = full)
     seed: int
-    adaptive: Dict[str, Any]
+    adaptive: Dict[str, Any]        # eot, bpda (as given); with bpda the probe's straight_through_ops,
+    #                                 gradient_cut_at, zero_gradient; with a surrogate {source, mode, attacks}
     result: Evaluation
     checks: Optional[Dict[str, Any]] = None
     sweep: Optional[EpsSweep] = None

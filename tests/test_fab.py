@@ -167,7 +167,7 @@ def test_autoattack_acc_is_written_at_full_budget_on_the_whole_split(full_autoat
 
 
 @pytest.mark.parametrize("cut,reduced", [
-    (["--n", "20"], ["20 of the 100 test examples"]),  # full budget, but not the whole split
+    (["--n", "5"], ["5 of the 100 test examples"]),  # full budget, but not the whole split
     (["--steps", "10", "--queries", "1000"], ["apgd-ce: steps 10 < 100", "apgd-t: steps 10 < 100",
                                               "fab-t: steps 10 < 100", "square: queries 1000 < 5000"]),
 ])

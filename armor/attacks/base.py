@@ -16,7 +16,7 @@ from ..losses import LOSSES
 from ..modes import untouched
 from ..registry import Registry
 from ..threat import ThreatModel
-from .adaptive import Bpda, adaptive, check_eot
+from .adaptive import Bpda, adaptive, check_eot, parse_bpda
 
 ATTACKS = Registry("attack")
 
@@ -86,7 +86,7 @@ class Attack:
         self.loss_fn = LOSSES.get(loss) if isinstance(loss, str) else loss
         self.targeted = bool(targeted)
         self.eot = check_eot(eot)  # adaptive options (see adaptive.py): EOT samples, straight-through layers
-        self.bpda = bpda
+        self.bpda = parse_bpda(bpda)
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if isinstance(model, nn.parallel.DistributedDataParallel):

@@ -12,10 +12,15 @@ from honest ones with wide margins:
 - 5 restarts lower accuracy by > 10 points compared with 1 (randomness the attack did not average out);
 - FGSM beats PGD, more steps raise accuracy, or random noise beats the attack (rarely fire; kept
   because any of them firing means the attack is broken);
-- NOTE: CE-PGD more than 3 points above APGD-T means a PGD number must not be reported alone.
+- NOTE: CE-PGD more than 3 points above APGD-T means a PGD number must not be reported alone;
+- with a surrogate (``armor eval --surrogate``): PGD crafted on the surrogate alone and judged on the model (a
+  transfer attack) beats the best white-box attack by > 2 points (:func:`transfer_check`; on an honest model
+  transfer is the weaker attack).
 
 The checks use the same adaptive options (``eot``, ``bpda``) as the evaluation, so an evaluation that
-has defeated the masking passes them.
+has defeated the masking passes them. They judge the model's own gradients: a surrogate's attacks are not in them,
+so with a masked model and a good surrogate the transfer check warns even though the evaluation's worst case (which
+includes the surrogate-driven attacks) is sound.
 """
 from __future__ import annotations
 
@@ -49,8 +54,9 @@ def _zero_or_nan_grad_fraction(model: nn.Module, x: torch.Tensor, y: torch.Tenso
 
 def run_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, n: Optional[int] = 200,
                steps: int = 100, queries: int = 1000, n_target_classes: int = 9, eot: int = 1, bpda=None,
-               seed: int = 0, progress: bool = False) -> Dict[str, Any]:
-    """Run every check on the first ``n`` examples; returns {"checks": [...], "numbers": {...}}."""
+               seed: int = 0, progress: bool = False, surrogate: Optional[nn.Module] = None) -> Dict[str, Any]:
+    """Run every check on the first ``n`` examples; returns {"checks": [...], "numbers": {...}}. With a
+    ``surrogate``, the transfer check too."""
     if n is not None:
         x, y = x[:n], y[:n]
     opts = {"eot": eot, "bpda": bpda}
@@ -123,7 +129,30 @@ def run_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: Threa
         gap = numbers[f"pgd-{steps}"] - numbers["apgd-t"]
         add("pgd_not_reported_alone", gap > 3, gap, f"CE-PGD-{steps} {numbers[f'pgd-{steps}']:.1f} % vs APGD-T "
             f"{numbers['apgd-t']:.1f} % (NOTE if PGD is > 3 points higher: never report PGD alone)", NOTE)
+    if surrogate is not None:
+        transfer = transfer_check(model, surrogate, x, y, threat, white, steps=steps, eot=eot, seed=seed)
+        numbers[f"transfer-pgd-{steps}"] = transfer["value"] + white
+        checks.append(transfer)
     return {"checks": checks, "numbers": numbers, "warnings": sum(c["status"] == WARN for c in checks)}
+
+
+TRANSFER_MARGIN = 2.0  # points by which transfer may beat white-box before it is a warning
+
+
+def transfer_check(model: nn.Module, surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+                   white_box: float, steps: int = 100, eot: int = 1, seed: int = 0) -> Dict[str, Any]:
+    """PGD-``steps`` crafted on ``surrogate`` alone, judged on ``model``, against the best white-box accuracy
+    ``white_box`` (%): WARN when transfer is more than :data:`TRANSFER_MARGIN` points stronger — the model's own
+    gradients point the attack the wrong way (gradient masking), and only attacks driven by the surrogate find
+    its weak points. ``value`` is transfer accuracy minus white-box accuracy (negative: transfer is stronger)."""
+    from ..attacks.transfer import TransferAttack
+
+    attack = TransferAttack(create_attack("pgd", threat, steps=steps, eot=eot), surrogate)
+    transfer = _attack_acc(model, x, y, attack, seed)
+    return {"name": "transfer_not_stronger", "status": WARN if transfer < white_box - TRANSFER_MARGIN else PASS,
+            "value": transfer - white_box,
+            "message": f"PGD-{steps} transferred from the surrogate {transfer:.1f} % vs best white-box "
+                       f"{white_box:.1f} % (WARN if transfer is > {TRANSFER_MARGIN:g} points stronger)"}
 
 
 @torch.no_grad()

@@ -92,6 +92,8 @@ class Subject:
     method: Optional[str] = None
     title: str = ""
     notes: List[str] = field(default_factory=list)
+    surrogate: Optional[nn.Module] = None   # a differentiable twin / surrogate (see attacks/transfer.py)
+    surrogate_source: Optional[str] = None
 
 
 def _threat(options: EvalConfig, norm: str, eps: float, data: Dataset) -> ThreatModel:
@@ -151,11 +153,17 @@ def _from_checkpoint(options: EvalConfig, dev: torch.device) -> Subject:
                    f"{data.name} {cfg.model} ({cfg.method})")
 
 
-def _from_export(options: EvalConfig, dev: torch.device) -> Subject:
-    tensors, meta = read_safetensors(options.weights)
+def _export_model(path: str, user_code: Optional[str], dev: torch.device) -> Tuple[nn.Module, ModelSpec, Dict]:
+    """(model, its spec, the export's metadata) from an ``armor export`` file."""
+    tensors, meta = read_safetensors(path)
     spec = ModelSpec.from_dict(meta["model_spec"])
-    model = build_model(spec, options.model, f"export {options.weights!r}").to(dev)
-    load_weights(model, tensors, options.weights)
+    model = build_model(spec, user_code, f"export {path!r}").to(dev)
+    load_weights(model, tensors, path)
+    return model, spec, meta
+
+
+def _from_export(options: EvalConfig, dev: torch.device) -> Subject:
+    model, spec, meta = _export_model(options.weights, options.model, dev)
     cfg = saved_config({"config": meta["config"], "armor_version": meta.get("armor_version")})
     data = _load_data(cfg, options)
     _same_shape(data, spec.input_shape, "the exported model")
@@ -189,19 +197,26 @@ def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     return state
 
 
-def _from_user_model(options: EvalConfig, dev: torch.device) -> Subject:
-    data = load_eval_data(options.data, options.data_dir)
-    module = build_user_model(options.model, options.model_options)
-    if options.weights is not None:
+def _user_model(reference: str, factory_options: Dict[str, Any], weights: Optional[str], options: EvalConfig,
+                features: bool, dev: torch.device) -> nn.Module:
+    """A model of your own (``FILE.py:FACTORY`` with optional weights), with ``options``' logits key and
+    normalisation, in eval mode on ``dev``."""
+    module = build_user_model(reference, factory_options)
+    if weights is not None:
         try:
-            module.load_state_dict(read_state_dict(options.weights))
+            module.load_state_dict(read_state_dict(weights))
         except RuntimeError as exc:
-            raise UserError(f"the weights in {options.weights!r} do not fit {options.model} "
+            raise UserError(f"the weights in {weights!r} do not fit {reference} "
                             f"({' '.join(str(exc).split())[:200]})") from None
     model: nn.Module = output_adapter(module, options.logits_key)
     if options.mean is not None:
-        model = Normalized(model, options.mean, options.std, features=not data.is_images)
-    model = model.to(dev).eval()
+        model = Normalized(model, options.mean, options.std, features=features)
+    return model.to(dev).eval()
+
+
+def _from_user_model(options: EvalConfig, dev: torch.device) -> Subject:
+    data = load_eval_data(options.data, options.data_dir)
+    model = _user_model(options.model, options.model_options, options.weights, options, not data.is_images, dev)
     threat = _threat(options, "linf", options.eps, data)
     source = {"model": options.model, "model_sha256": sha256_of(options.model), "weights": options.weights,
               "mean": options.mean, "std": options.std, "logits_key": options.logits_key}
@@ -217,13 +232,54 @@ def _same_shape(data: Dataset, expected: Optional[Sequence[int]], what: str) -> 
 def subject_of(options: EvalConfig) -> Subject:
     """Build what ``options`` asks to evaluate (runs user code only if ``options.model`` names it)."""
     dev = pick_device(options.device)
-    if options.checkpoint is not None:
-        return _from_checkpoint(options, dev)
     from ..config import _is_armor_export
 
-    if _is_armor_export(options.weights):
-        return _from_export(options, dev)
-    return _from_user_model(options, dev)
+    if options.checkpoint is not None:
+        subject = _from_checkpoint(options, dev)
+    elif _is_armor_export(options.weights):
+        subject = _from_export(options, dev)
+    else:
+        subject = _from_user_model(options, dev)
+    if options.surrogate is not None:
+        subject.surrogate, subject.surrogate_source = load_surrogate(options, subject.data, dev), options.surrogate
+        subject.source["surrogate"] = options.surrogate
+    return subject
+
+
+def load_surrogate(options: EvalConfig, data: Dataset, dev: torch.device) -> nn.Module:
+    """``options.surrogate``: a ``FILE.py:FACTORY`` (with ``surrogate_weights``/``surrogate_options``, and the
+    model's ``mean``/``std``/``logits_key``), an armor export or an armor checkpoint, in eval mode on ``dev``."""
+    from ..config import _is_armor_export
+    from ..models.user import is_reference
+
+    ref = options.surrogate
+    if is_reference(ref):
+        return _user_model(ref, options.surrogate_options, options.surrogate_weights, options, not data.is_images,
+                           dev)
+    if _is_armor_export(ref):
+        model, spec, _ = _export_model(ref, None, dev)
+        expected = spec.input_shape
+    else:
+        model, _, state = load_model(ref, options.device)
+        expected = (state.get("model_spec") or state.get("dataset", {})).get("input_shape")
+    _same_shape(data, expected, f"the surrogate {ref!r}")
+    return model.eval()
+
+
+def check_surrogate(surrogate: nn.Module, x: Any, device: torch.device, classes: int) -> None:
+    """The surrogate takes the model's inputs and predicts as many classes (a one-line ``UserError`` if not)."""
+    with torch.no_grad(), eval_mode(surrogate):
+        try:
+            out = surrogate(x[:2].to(device))
+        except Exception as exc:  # the user's module fails on these inputs: one line
+            raise UserError(f"the surrogate fails on the model's inputs {tuple(x.shape[1:])}: {type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0][:160] if str(exc) else ''}") from None
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise UserError(f"the surrogate returns {shape}, not logits shaped (N, classes)")
+    if int(out.shape[1]) != classes:
+        raise UserError(f"the surrogate predicts {int(out.shape[1])} classes but the model {classes}; a surrogate "
+                        f"must share the model's classes")
 
 
 def _split_of(data: Dataset, options: EvalConfig) -> Tuple[Any, torch.Tensor, int]:
@@ -263,10 +319,20 @@ def run_evaluation(subject: Subject, options: EvalConfig, path: Optional[Path]) 
         x, y = (x.rows(slice(0, options.n)) if hasattr(x, "rows") else x[:options.n]), y[:options.n]
     classes = _classes(model, x, dev, options.num_classes, y)
     named, notes = adapt_to_data(attacks_for(threat, options), data.input_shape, classes)
-    if options.bpda:  # fail now, with one line, rather than after the clean pass
-        from ..attacks.adaptive import bpda_modules
+    adaptive: Dict[str, Any] = {"eot": options.eot, "bpda": options.bpda}
+    if options.bpda:  # fail now, with one line, rather than after the clean pass; what ops intercepted, recorded
+        from ..attacks.adaptive import check_adaptive, parse_bpda
 
-        bpda_modules(model, options.bpda)
+        spec = parse_bpda(options.bpda)
+        adaptive["bpda"] = spec.describe()
+        adaptive.update(check_adaptive(model, _in_memory(x, 2).to(dev), spec))
+    surrogate = subject.surrogate
+    if surrogate is not None:
+        check_surrogate(surrogate, x, dev, classes)
+        before = set(named)
+        named = _with_surrogate(named, subject, options)
+        adaptive["surrogate"] = {"source": subject.surrogate_source, "mode": options.surrogate_mode or "twin",
+                                 "attacks": [label for label in named if label not in before]}
     x, y = x.to(dev), y.to(dev)  # a streamed image folder stays lazy: batches are decoded as the evaluation goes
     progress = sys.stderr.isatty() if options.progress is None else options.progress
     precision = Precision(dev, resolve_amp(options.amp, dev)) if options.amp != "off" else None
@@ -289,20 +355,20 @@ def run_evaluation(subject: Subject, options: EvalConfig, path: Optional[Path]) 
         source=subject.source, dataset=data.name, split=options.split, architecture=subject.architecture,
         threat=threat.to_dict(), suite=suite, attacks={label: repr(a) for label, a in named.items()},
         budget={k: v for k, v in budget.items() if v is not None}, reduced=reduced, seed=options.seed,
-        adaptive={"eot": options.eot, "bpda": options.bpda}, result=result, substitutions=notes)
+        adaptive=adaptive, result=result, substitutions=notes)
     with amp:
         if options.checks:
             from .checks import run_checks
 
             record.checks = run_checks(model, _in_memory(x, options.check_n), y[:options.check_n], threat,
                                        n=options.check_n, seed=options.seed, eot=options.eot, bpda=options.bpda,
-                                       progress=progress)
+                                       surrogate=surrogate, progress=progress)
         if options.sweep:
             from .sweep import eps_sweep, write_sweep
 
-            record.sweep = eps_sweep(model, x, y, threat, options.sweep, lambda t: adapt_to_data(
-                attacks_for(t, options), data.input_shape, classes)[0], batch_size=options.batch_size,
-                seed=options.seed)
+            record.sweep = eps_sweep(model, x, y, threat, options.sweep, lambda t: _with_surrogate(adapt_to_data(
+                attacks_for(t, options), data.input_shape, classes)[0], subject, options),
+                batch_size=options.batch_size, seed=options.seed)
             if path is not None:
                 write_sweep(record.sweep, path.with_name(path.stem + "_sweep"), subject.title)
         if options.corruptions:
@@ -319,6 +385,16 @@ def run_evaluation(subject: Subject, options: EvalConfig, path: Optional[Path]) 
     if path is not None:
         record.write(path)
     return record
+
+
+def _with_surrogate(attacks: Dict[str, Attack], subject: Subject, options: EvalConfig) -> Dict[str, Attack]:
+    """``attacks``, and with a surrogate each gradient attack again driven by it (``surrogate_mode``)."""
+    if subject.surrogate is None:
+        return attacks
+    from ..attacks.transfer import add_surrogate_attacks
+
+    return add_surrogate_attacks(attacks, subject.surrogate, options.surrogate_mode or "twin",
+                                 subject.surrogate_source)
 
 
 def _in_memory(x: Any, n: Optional[int]) -> torch.Tensor:
@@ -362,19 +438,31 @@ def evaluate_checkpoint(checkpoint: Optional[str | Path] = None, config: Optiona
         locks.release(lock)
 
 
+def _surrogate_mode(mode: Optional[str]) -> Optional[str]:
+    from ..attacks.transfer import SURROGATE_MODES
+
+    if mode is not None and mode not in SURROGATE_MODES:
+        raise UserError(f"surrogate_mode must be one of {', '.join(SURROGATE_MODES)}, got {mode!r}")
+    return mode
+
+
 def evaluate_robustness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
                         suite: Optional[str] = "standard", attacks: Optional[List[str]] = None,
                         normalize: Optional[Tuple[Sequence[float], Sequence[float]]] = None,
                         logits_key: Optional[str | int] = None, n: Optional[int] = None, batch_size: int = 256,
                         checks: bool = True, seed: int = 0, out: Optional[str | Path] = None,
-                        progress: Optional[bool] = None, name: str = "data", **options: Any) -> EvaluationRecord:
+                        progress: Optional[bool] = None, name: str = "data",
+                        surrogate: Optional[nn.Module | str] = None, **options: Any) -> EvaluationRecord:
     """How robust is this model? One call, AutoAttack-style: ``evaluate_robustness(model, x, y, threat)``.
 
     ``model`` takes inputs in ``threat``'s box ([0, 1] for images) — pass ``normalize=(mean, std)`` if it expects
     normalised inputs, and ``logits_key`` if it returns a dict or a tuple. Runs ``suite`` (default standard:
     APGD-CE, APGD-T, Square as a worst case; or ``attacks=["pgd", ...]`` each alone) and the gradient-masking
     checks; further ``options`` are :class:`~armor.config.EvalConfig` fields (``steps``, ``queries``, ``eot``, ...).
-    ``name`` is the data's name in the record.
+    ``name`` is the data's name in the record. ``surrogate`` (an ``nn.Module`` taking the same inputs as ``model``,
+    wrapped with the same ``normalize``/``logits_key``; or a path / ``FILE.py:FACTORY`` as ``armor eval --surrogate``
+    takes) adds each gradient attack again driven by it (``surrogate_mode="twin"`` or ``"transfer"``) and a transfer
+    check (see :mod:`armor.attacks.transfer`).
     Returns the :class:`~armor.results.EvaluationRecord` (``print(record)`` shows the table; ``record.result`` has
     per-example results; ``record.to_json()``); with ``out`` it is also written there.
     """
@@ -392,9 +480,20 @@ def evaluate_robustness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, thre
         hint = "; if your model expects normalised inputs pass normalize=(mean, std) and unnormalised x" \
             if threat.default_box else ""
         raise UserError(f"x must lie in {box} (got values in [{x.min().item():.3g}, {x.max().item():.3g}]){hint}")
+    in_memory = isinstance(surrogate, nn.Module)
+    if surrogate is not None and not in_memory and not isinstance(surrogate, (str, Path)):
+        raise UserError(f"surrogate must be a torch.nn.Module, a checkpoint path or FILE.py:FACTORY, got "
+                        f"{type(surrogate).__name__}")
+    mode = options.pop("surrogate_mode", None) if in_memory else None
+    if not in_memory and surrogate is not None:
+        options["surrogate"] = str(surrogate)
     config = EvalConfig(suite=None if attacks else suite, attack=attacks, n=n,
                         batch_size=batch_size, checks=checks, seed=seed, out=None if out is None else str(out),
                         progress=progress, **options)
+    if in_memory:
+        if config.bpda is not None:
+            raise UserError(f"give either {opt('bpda', None)} or {opt('surrogate', None)}, not both")
+        config.surrogate_mode = _surrogate_mode(mode)
     wrapped: nn.Module = output_adapter(model, None if logits_key is None else str(logits_key))
     if normalize is not None:
         mean, std = normalize
@@ -405,5 +504,14 @@ def evaluate_robustness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, thre
                    immutable=threat.immutable)
     subject = Subject(wrapped, data, threat, {"model": type(model).__name__, "in_memory": True},
                       type(model).__name__, None)
+    if in_memory:
+        twin: nn.Module = output_adapter(surrogate, None if logits_key is None else str(logits_key))
+        if normalize is not None:
+            twin = Normalized(twin, normalize[0], normalize[1], features=x.dim() == 2)
+        subject.surrogate, subject.surrogate_source = twin.to(dev), type(surrogate).__name__
+    elif surrogate is not None:
+        subject.surrogate, subject.surrogate_source = load_surrogate(config, data, dev), str(surrogate)
+    if subject.surrogate is not None:
+        subject.source["surrogate"] = subject.surrogate_source
     with eval_mode(model):
         return run_evaluation(subject, config, None if out is None else Path(out))

@@ -38,11 +38,12 @@ def _split(reference: str) -> tuple[str, str]:
     return target, attr
 
 
-def check_reference(reference: str) -> str:
-    """The reference, checked without importing anything: a ``.py`` file must exist."""
+def check_reference(reference: str, option: str = "model") -> str:
+    """The reference, checked without importing anything: a ``.py`` file must exist (``option`` names the option
+    it came from in the message)."""
     target, _ = _split(reference)
     if target.endswith(".py") and not Path(target).is_file():
-        raise UserError(f"model file {target!r} does not exist (from {opt('model', reference)})")
+        raise UserError(f"model file {target!r} does not exist (from {opt(option, reference)})")
     return reference
 
 
