@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
+from .budgets import norm_symbol
 from .errors import UserError, command_line, did_you_mean
 
 log = logging.getLogger("armor")
@@ -350,7 +351,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     name = Path(options.checkpoint or options.weights or options.model).name
     header, rows = accuracy_rows({name: res}, mark_cumulative=True)
     suite = f", suite {record.suite}" if record.suite else ""
-    threat = f"{'L∞' if record.threat['norm'] == 'linf' else 'L2'} ε={record.threat['eps']:.4g}"
+    threat = f"{norm_symbol(record.threat['norm'])} ε={record.threat['eps']:.4g}"
     print(f"{record.dataset} {record.split} ({res.n} examples), {threat}{suite}")
     print(format_table(header, rows))
     for note in record.substitutions:

@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
-from .budgets import DEFAULT_EPS, parse_eps, parse_norm
+from .budgets import NORMS, default_eps, parse_eps, parse_norm
 from .errors import UserError, did_you_mean, opt
 
 # -- checks: how a value is read and what is allowed -------------------------------------------------------------
@@ -371,9 +371,10 @@ class TrainConfig:
                                            _mapping_check())
     # -- threat model
     norm: str = option("linf", "threat", "norm of the perturbation budget",
-                       Check(lambda name, value: parse_norm(value), lambda: "linf or l2"))
+                       Check(lambda name, value: parse_norm(value), lambda: ", ".join(NORMS)))
     eps: Any = option(None, "threat", "perturbation budget in [0,1] input units (default: the dataset's usual one: "
-                      "cifar10 8/255, mnist 0.3, fashion_mnist 0.1, digits 0.2)", _eps_check())
+                      "cifar10 8/255, mnist 0.3, fashion_mnist 0.1, digits 0.2; for l1 cifar10 12, mnist 10, "
+                      "digits 2)", _eps_check())
     eps_warmup: int = option(0, "threat", "epochs over which ε ramps up linearly from 0 (adversarial methods)",
                              _int_check(0))
     immutable: List[int] = option([], "threat", "feature indices an attacker cannot change (feature-vector data; "
@@ -436,7 +437,8 @@ class TrainConfig:
     chance_patience: int = option(3, "guards", "stop after N epochs of training accuracy at chance (0 = never)",
                                   _int_check(0))
     # -- final test evaluation
-    eval_attacks: List[str] = option(["fgsm", "pgd"], "evaluation", "attacks of the final test table",
+    eval_attacks: List[str] = option(["fgsm", "pgd"], "evaluation", "attacks of the final test table (for norm l1 "
+                                     "the default is pgd, apgd: fgsm is not defined for l1)",
                                      _names_check(_attacks, "attack"))
     eval_steps: int = option(20, "evaluation", "steps of the iterative final-test attacks", _int_check(1))
     eval_restarts: int = option(1, "evaluation", "restarts of the final-test attacks that restart (pgd, apgd)",
@@ -473,6 +475,10 @@ class TrainConfig:
         from .methods import create_method
 
         create_method(self.method, self.threat, **options)  # the method checks its own values
+        from .attacks import ATTACKS
+
+        for name in self.final_attacks:  # an attack not defined for the norm fails now, not after training
+            ATTACKS.create(name, self.threat)
         if self.eps_warmup and not method.adversarial:
             raise UserError(f"eps_warmup ramps the inner attack's ε; method {self.method!r} has no inner attack")
         self._check_switches(method)
@@ -502,10 +508,10 @@ class TrainConfig:
         from .attacks import ATTACKS
 
         for key, option_name, what in (("eval_steps", "steps", "iterative"), ("eval_restarts", "restarts", "restart")):
-            if _changed(self, key) and not any(ATTACKS.takes(a, option_name) for a in self.eval_attacks):
+            if _changed(self, key) and not any(ATTACKS.takes(a, option_name) for a in self.final_attacks):
                 takes = [a for a in ATTACKS.names() if ATTACKS.takes(a, option_name)]
                 raise UserError(f"{key} applies to the final-test attacks that take {option_name} "
-                                f"({', '.join(takes)}); eval_attacks has none: {', '.join(self.eval_attacks)}")
+                                f"({', '.join(takes)}); eval_attacks has none: {', '.join(self.final_attacks)}")
 
     # -- derived values ----------------------------------------------------------------------------------------------
     def guard_action(self, method: Any = None) -> str:
@@ -518,6 +524,14 @@ class TrainConfig:
 
             method = METHODS.get(self.method)
         return "recover" if method.guard_by_default else "off"
+
+    @property
+    def final_attacks(self) -> List[str]:
+        """The attacks of the final test table: ``eval_attacks``, whose default (fgsm, pgd) becomes pgd, apgd under
+        L1, where FGSM is not defined (an explicit list is taken as given, and checked)."""
+        if self.norm == "l1" and not _changed(self, "eval_attacks"):
+            return ["pgd", "apgd"]
+        return list(self.eval_attacks)
 
     def method_kwargs(self) -> Dict[str, Any]:
         """The options the user set for the method (``None`` = the method's default, so not passed)."""
@@ -533,7 +547,7 @@ class TrainConfig:
         return self.dataset
 
     def resolved_eps(self) -> float:
-        return self.eps if self.eps is not None else DEFAULT_EPS.get(self.dataset_key, 8 / 255)
+        return self.eps if self.eps is not None else default_eps(self.dataset_key, self.norm)
 
     def load_data(self, data_dir: Optional[str] = None):
         """The run's dataset with its fixed split (``data_dir`` overrides where named datasets are looked for)."""
@@ -683,8 +697,8 @@ class EvalConfig:
                                      _text_check("a folder"))
     # -- threat model
     eps: Any = option(None, "threat", "budget (default: the one the model was trained for)", _eps_check())
-    norm: Optional[str] = option(None, "threat", "linf or l2 (default: the training norm; linf for --model)",
-                                 Check(lambda name, value: parse_norm(value), lambda: "linf or l2"))
+    norm: Optional[str] = option(None, "threat", "norm of the budget (default: the training norm; linf for --model)",
+                                 Check(lambda name, value: parse_norm(value), lambda: ", ".join(NORMS)))
     immutable: List[int] = option([], "threat", "feature indices an attacker cannot change (feature-vector data)",
                                   _index_list_check())
     # -- attacks

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Type
 
+from .budgets import NORM_LABELS, norm_symbol
 from .errors import UserError
 from .io import read_json, write_json
 from .version import __version__
@@ -304,7 +305,7 @@ class EvaluationRecord(Record):
         res = self.result
         kind = "cumulative" if res.acc_kind == "cumulative" else "each attack alone"
         eps = self.threat["eps"]
-        norm = {"linf": "L∞", "l2": "L2"}.get(self.threat["norm"], self.threat["norm"])
+        norm = norm_symbol(self.threat["norm"])
         lines = [f"{self.dataset} {self.split} ({res.n} examples), {norm} ε={eps:.4g}"
                  + (f", suite {self.suite}" if self.suite else "") + f": clean {res.clean_acc:.1f} %, "
                  f"robust (worst case) {res.worst_case_acc:.1f} %"]
@@ -322,7 +323,7 @@ class EvaluationRecord(Record):
 
     def robustbench(self) -> Dict[str, Any]:
         """The fields of a RobustBench-style entry. ``robust_acc`` is the worst case over the attacks run."""
-        entry = {"dataset": self.dataset, "threat_model": {"linf": "Linf", "l2": "L2"}.get(self.threat["norm"],
+        entry = {"dataset": self.dataset, "threat_model": NORM_LABELS.get(self.threat["norm"],
                                                                                             self.threat["norm"]),
                  "eps": self.threat["eps"], "architecture": self.architecture, "clean_acc": self.result.clean_acc,
                  "robust_acc": self.result.worst_case_acc, "n_examples": self.result.n,

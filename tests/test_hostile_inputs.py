@@ -144,7 +144,7 @@ CASES = [
     (["train", "--eps", "nan"], "eps must be a positive number"),
     (["train", "--eps", "inf"], "eps must be a positive number"),
     (["train", "--eps", "8/0"], "eps must be a positive number"),
-    (["train", "--norm", "l1"], "unknown norm 'l1'"),
+    (["train", "--norm", "l3"], "unknown norm 'l3'"),
     (["train", "--steps", "2.5"], "steps must be an integer ≥ 1, got '2.5'"),
     (["train", "--steps", "-3"], "steps must be an integer ≥ 1"),
     (["train", "--step-size", "0"], "step_size must be a positive number"),

@@ -19,11 +19,11 @@ def test_parse_eps_refuses_non_positive_or_non_numbers(bad):
 
 
 def test_unknown_norm_is_a_user_error():
-    with pytest.raises(UserError, match="unknown norm 'l1'"):
-        ThreatModel("l1", 0.1)
+    with pytest.raises(UserError, match="unknown norm 'l3'; choose one of: linf, l2, l1"):
+        ThreatModel("l3", 0.1)
 
 
-@pytest.mark.parametrize("norm,eps", [("linf", 8 / 255), ("l2", 0.5)])
+@pytest.mark.parametrize("norm,eps", [("linf", 8 / 255), ("l2", 0.5), ("l1", 3.0)])
 def test_projection_and_random_start_stay_in_ball_and_box(norm, eps):
     threat = ThreatModel(norm, eps)
     x = torch.rand(64, 3, 8, 8)

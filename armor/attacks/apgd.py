@@ -10,6 +10,17 @@ towards each of the ``n_target_classes`` classes the clean input ranks highest a
 Each example keeps the first iterate that fooled the model (evaluation's per-example best point), or
 else its highest-loss iterate. All reshaping goes through ``reshape`` so channels_last inputs and
 gradients (non-contiguous in NCHW order) work.
+
+**L1** (APGD-L1, Croce & Hein 2021, "Mind the box", as in AutoAttack's code): the start is a Gaussian draw projected
+onto the L1 ball ∩ box; each step moves η, spread evenly with the gradient's sign over the top-k features by
+|gradient|, then projects exactly onto the L1 ball ∩ box (no momentum). The sparsity k is adaptive: it starts at
+20 % of the features and, every 4 % of the steps, becomes the number of features the best point so far changes,
+divided by 1.5. The step size starts at η = ε; at each of those checks it is divided by 1.5 (never below ε/10),
+unless the best point became more than 5 % sparser since the last check: then it returns to ε and the iterate
+restarts from the best point. ``larger_eps`` runs 30 % of the steps at 3ε, 30 % at 2ε and the rest at ε, each
+stage starting from the previous one's highest-loss point projected onto the smaller ball (and with the sparsity
+of that point); only points found at ε count. AutoAttack's APGD class has it off by default and its standard L1
+evaluation turns it on; so does armor (``apgd`` off, the L1 ``standard`` and ``autoattack`` suites on).
 """
 from __future__ import annotations
 
@@ -25,6 +36,10 @@ from ..threat import ThreatModel
 from .base import ATTACKS, Attack, check_steps, input_gradient
 
 MOMENTUM = 0.75
+#: APGD-L1: initial sparsity (share of the features a step moves), its divisor, the step-size divisor and floor
+L1_TOPK, L1_SPARSITY_DIVISOR, L1_STEP_DIVISOR, L1_MIN_STEP = 0.2, 1.5, 1.5, 0.1
+#: APGD-L1 with ``larger_eps``: (ε multiple, share of the steps) of each stage
+L1_EPS_STAGES = ((3.0, 0.3), (2.0, 0.3), (1.0, None))
 
 
 def checkpoints(steps: int) -> list[int]:
@@ -46,21 +61,25 @@ class APGD(Attack):
     name = "apgd"
 
     def __init__(self, threat: ThreatModel, steps: int = 100, restarts: int = 1, loss: str = "ce",
-                 targeted: bool = False, rho: float = 0.75, eot: int = 1, bpda=None):
+                 targeted: bool = False, rho: float = 0.75, eot: int = 1, bpda=None, larger_eps: bool = False):
         super().__init__(threat, loss, targeted, eot, bpda)
         self.steps = check_steps(steps)
         self.restarts = check_steps(restarts, "restarts")
         self.rho = float(rho)
         self.checkpoints = set(checkpoints(self.steps))
         self.loss_name = loss if isinstance(loss, str) else getattr(loss, "__name__", "custom")
+        self.larger_eps = check_larger_eps(larger_eps, threat)
 
     def __repr__(self) -> str:
-        return f"APGD({self.threat}, steps={self.steps}, restarts={self.restarts}, loss={self.loss_name})"
+        schedule = f", larger_eps={self.larger_eps}" if self.threat.norm == "l1" else ""
+        return f"APGD({self.threat}, steps={self.steps}, restarts={self.restarts}, loss={self.loss_name}{schedule})"
 
     # -- one run of the step-size schedule ------------------------------------------------------
     def _ascend(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                 objective: Callable[[torch.Tensor], torch.Tensor]):
         """Maximise ``objective(logits)`` from a random start; returns (x_adv, fooled)."""
+        if self.threat.norm == "l1":
+            return self._ascend_l1(model, x, y, objective)
         threat = self.threat
         shape = (-1,) + (1,) * (x.dim() - 1)
 
@@ -110,6 +129,79 @@ class APGD(Attack):
                 break  # nothing left to gain for evaluation: every example already has a fooling point
         return torch.where(fooled.reshape(shape), x_fooled, x_best), fooled
 
+    # -- APGD-L1 ------------------------------------------------------------------------------------------------
+    def _ascend_l1(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                   objective: Callable[[torch.Tensor], torch.Tensor]):
+        """APGD-L1, with the 3ε → 2ε → ε stages when ``larger_eps``; returns (x_adv, fooled) at ε."""
+        if not self.larger_eps:
+            x_best, x_fooled, fooled = self._run_l1(model, x, y, objective, self.threat, self.steps, None, True)
+            return torch.where(fooled.reshape((-1,) + (1,) * (x.dim() - 1)), x_fooled, x_best), fooled
+        stages, left = [], self.steps
+        for multiple, share in L1_EPS_STAGES:
+            n = left if share is None else min(math.ceil(share * self.steps), left)
+            stages.append((multiple, n))
+            left -= n
+        start = self.threat.scaled(L1_EPS_STAGES[0][0] * self.threat.eps).random_init(x)
+        for multiple, n in stages:
+            last = multiple == 1.0
+            if n == 0 and not last:
+                continue
+            threat = self.threat.scaled(multiple * self.threat.eps) if not last else self.threat
+            start, x_fooled, fooled = self._run_l1(model, x, y, objective, threat, n, start, last)
+        return torch.where(fooled.reshape((-1,) + (1,) * (x.dim() - 1)), x_fooled, start), fooled
+
+    def _run_l1(self, model, x, y, objective, threat: ThreatModel, steps: int, start, final: bool):
+        """One APGD-L1 run of ``steps`` steps in ``threat``'s ball from ``start`` (None: a random start); returns
+        (highest-loss point, first fooling point, fooled). ``final``: the run at the real ε (it may stop early)."""
+        shape = (-1,) + (1,) * (x.dim() - 1)
+        features = x[0].numel() - len(threat.immutable)
+
+        def grad_at(point):
+            return input_gradient(model, point, objective)
+
+        def changed(point):  # L0 size of the perturbation
+            return (point - x).reshape(x.shape[0], -1).ne(0).sum(1).to(x.dtype)
+
+        if start is None:
+            x_adv = threat.random_init(x)
+            topk = torch.full((x.shape[0],), L1_TOPK, device=x.device, dtype=x.dtype)
+            sparsity_old = torch.full_like(topk, float(features))
+        else:
+            x_adv = threat.project(start, x)
+            sparsity_old = changed(x_adv)
+            topk = sparsity_old / features / L1_SPARSITY_DIVISOR
+        grad, logits, loss = grad_at(x_adv)
+        fooled = self.success(logits, y)
+        x_fooled = x_adv.clone()
+        x_best, grad_best, loss_best = x_adv.clone(), grad.clone(), loss.clone()
+        eta_max = threat.eps
+        eta = torch.full((x.shape[0],), eta_max, device=x.device, dtype=x.dtype)
+        interval = max(int(0.04 * steps), 1)
+        for k in range(1, steps + 1):
+            with torch.no_grad():
+                x_adv = threat.project(x_adv + eta.reshape(shape) * _top_k_sign(grad, topk, features), x)
+            grad, logits, loss = grad_at(x_adv)
+            newly = self.success(logits, y) & ~fooled
+            if newly.any():
+                x_fooled = torch.where(newly.reshape(shape), x_adv, x_fooled)
+                fooled |= newly
+            better = loss > loss_best
+            x_best = torch.where(better.reshape(shape), x_adv, x_best)
+            grad_best = torch.where(better.reshape(shape), grad, grad_best)
+            loss_best = torch.where(better, loss, loss_best)
+            if k % interval == 0:
+                sparsity = changed(x_best)
+                sparser = sparsity < 0.95 * sparsity_old  # the best point got > 5 % sparser: full step, from it
+                topk = sparsity / features / L1_SPARSITY_DIVISOR
+                eta = torch.where(sparser, torch.full_like(eta, eta_max), eta / L1_STEP_DIVISOR)
+                eta = eta.clamp(L1_MIN_STEP * eta_max, eta_max)
+                sparsity_old = sparsity
+                x_adv = torch.where(sparser.reshape(shape), x_best, x_adv)
+                grad = torch.where(sparser.reshape(shape), grad_best, grad)
+            if final and fooled.all():
+                break
+        return x_best, x_fooled, fooled
+
     def _restarts(self, model, x, y, objective_for, x_adv, fooled):
         """Run ``objective_for(todo)`` restarts on the still-robust examples, updating in place."""
         for _ in range(self.restarts):
@@ -139,6 +231,28 @@ class APGD(Attack):
         return x_adv
 
 
+def _top_k_sign(grad: torch.Tensor, topk: torch.Tensor, features: int) -> torch.Tensor:
+    """sign(grad) on each example's top ``ceil(topk·features)`` features by |grad| (at least one; ties included;
+    never a feature with zero gradient, e.g. an immutable one), scaled to L1 norm 1."""
+    flat = grad.reshape(grad.shape[0], -1)
+    magnitude = flat.abs()
+    k = (topk * features).ceil().clamp(1, features).long()
+    threshold = magnitude.sort(dim=1, descending=True).values.gather(1, (k - 1)[:, None])
+    chosen = (magnitude >= threshold) & (magnitude > 0)
+    direction = flat.sign() * chosen
+    return (direction / chosen.sum(1, keepdim=True).clamp_min(1)).reshape(grad.shape)
+
+
+def check_larger_eps(larger_eps, threat: ThreatModel) -> bool:
+    """``larger_eps`` applies to L1 only."""
+    if not isinstance(larger_eps, bool):
+        raise UserError(f"larger_eps must be true or false, got {larger_eps!r}")
+    if threat.norm != "l1" and larger_eps:
+        raise UserError(f"larger_eps (the 3ε → 2ε → ε stages of APGD-L1) applies to the l1 threat model only, not "
+                        f"{threat.norm}")
+    return larger_eps
+
+
 @ATTACKS.register("apgd_t")
 class APGDTargeted(APGD):
     """APGD on the targeted DLR loss, once per target class (AutoAttack's APGD-T); success = misclassified."""
@@ -146,17 +260,19 @@ class APGDTargeted(APGD):
     name = "apgd_t"
 
     def __init__(self, threat: ThreatModel, steps: int = 100, restarts: int = 1, n_target_classes: int = 9,
-                 rho: float = 0.75, eot: int = 1, bpda=None, loss: str = "dlr"):
+                 rho: float = 0.75, eot: int = 1, bpda=None, loss: str = "dlr", larger_eps: bool = False):
         if loss not in ("dlr", "margin"):
             raise UserError(f"apgd_t loss must be dlr (targeted DLR) or margin (targeted CW margin), got {loss!r}")
-        super().__init__(threat, steps=steps, restarts=restarts, loss="dlr", rho=rho, eot=eot, bpda=bpda)
+        super().__init__(threat, steps=steps, restarts=restarts, loss="dlr", rho=rho, eot=eot, bpda=bpda,
+                         larger_eps=larger_eps)
         self.n_target_classes = check_steps(n_target_classes, "n_target_classes")
         self.target_loss = loss
 
     def __repr__(self) -> str:
         loss = "" if self.target_loss == "dlr" else f", loss={self.target_loss}"
+        schedule = f", larger_eps={self.larger_eps}" if self.threat.norm == "l1" else ""
         return (f"APGD-T({self.threat}, steps={self.steps}, restarts={self.restarts}, "
-                f"n_target_classes={self.n_target_classes}{loss})")
+                f"n_target_classes={self.n_target_classes}{loss}{schedule})")
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

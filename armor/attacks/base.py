@@ -15,10 +15,17 @@ from ..errors import UserError
 from ..losses import LOSSES
 from ..modes import untouched
 from ..registry import Registry
-from ..threat import ThreatModel
+from ..threat import NORMS, ThreatModel
 from .adaptive import Bpda, adaptive, check_eot, parse_bpda
 
 ATTACKS = Registry("attack")
+
+
+def check_norm(threat: ThreatModel, name: str, norms, hint: str = "") -> None:
+    """Refuse a threat model whose norm ``name`` is not defined for (a ``UserError`` with ``hint``, never a run of
+    something else)."""
+    if threat.norm not in norms:
+        raise UserError(f"{name} is not defined for {threat.norm}{'; ' + hint if hint else ''}")
 
 
 def check_steps(steps: int, name: str = "steps") -> int:
@@ -77,11 +84,14 @@ class Attack:
     iterative = False
     #: needs image batches (N, C, H, W) (Square's windows)
     needs_images = False
+    #: the norms the attack is defined for (any other is a ``UserError`` when it is built)
+    norms: Tuple[str, ...] = NORMS
 
     def __init__(self, threat: ThreatModel, loss: str | Callable = "ce", targeted: bool = False, eot: int = 1,
                  bpda: Bpda = None):
         if not isinstance(threat, ThreatModel):
             raise TypeError(f"threat must be a ThreatModel, got {type(threat).__name__}")
+        check_norm(threat, self.name, self.norms, getattr(self, "norm_hint", ""))
         self.threat = threat
         self.loss_fn = LOSSES.get(loss) if isinstance(loss, str) else loss
         self.targeted = bool(targeted)

@@ -20,6 +20,9 @@ linearised boundary is nearest, which costs one input gradient per class.
 Judged at ε: an example gets the nearest fooling point FAB found if it lies within the ε-ball (the box holds by
 construction), else its clean input; examples stop iterating once they have one (a nearer point would not change
 the verdict). Immutable features get a zero gradient, so no projection moves them.
+
+Norms: L∞, L2 and L1 (AutoAttack's FAB has all three; L1 distances, the L∞ dual norm to pick the nearest boundary,
+and the L1 projection onto the hyperplane inside the box, a greedy fill by decreasing |w_i|).
 """
 from __future__ import annotations
 
@@ -40,7 +43,7 @@ def _reverse_cumsum(t: torch.Tensor) -> torch.Tensor:
 
 def project_onto_hyperplane_in_box(t: torch.Tensor, w: torch.Tensor, c: torch.Tensor, lower: torch.Tensor,
                                    upper: torch.Tensor, norm: str) -> torch.Tensor:
-    """The smallest step ``d`` (L∞ or L2) with ``⟨w, d⟩ = c`` and ``lower ≤ t + d ≤ upper``; rows are examples.
+    """The smallest step ``d`` (L∞, L2 or L1) with ``⟨w, d⟩ = c`` and ``lower ≤ t + d ≤ upper``; rows are examples.
 
     ``t``, ``w``: (B, n); ``c``: (B,); ``lower``/``upper`` broadcast against ``t``. After flipping the sign of ``w``
     so that ``c ≥ 0``, every minimiser has the form ``d_i = sign(w_i)·min(λ·s_i, room_i)`` for one λ ≥ 0, where
@@ -50,12 +53,23 @@ def project_onto_hyperplane_in_box(t: torch.Tensor, w: torch.Tensor, c: torch.Te
     kinks gives h at each of them by cumulative sums, the first kink with h ≥ c brackets λ, and λ solves the linear
     piece there. If even the all-saturated box corner has ⟨w, d⟩ < c the hyperplane misses the box and that corner
     (the box point nearest to it along w) is returned. Coordinates with ``w_i = 0`` never move.
+
+    L1 (a linear program): the cheapest way to buy ⟨w, d⟩ = c is to move the coordinates in order of decreasing
+    |w_i|, each up to its room, until c is reached — a greedy fill, the last coordinate moved only part of its room.
     """
     flip = torch.where(c < 0, -1.0, 1.0).to(w.dtype)
     w, c = w * flip[:, None], c.abs()
     direction = w.sign()
     room = torch.where(w > 0, upper - t, t - lower).clamp_min(0) * direction.abs()
     aw = w.abs()
+    if norm == "l1":
+        aw_s, order = aw.sort(dim=1, descending=True)
+        room_s = room.gather(1, order)
+        gain = aw_s * room_s                                        # what each coordinate can add to ⟨w, d⟩
+        still = (c[:, None] - (gain.cumsum(1) - gain)).clamp_min(0)  # what is left when its turn comes
+        moved = torch.where(aw_s > 0, torch.minimum(still / aw_s.clamp_min(torch.finfo(w.dtype).tiny), room_s),
+                            torch.zeros_like(room_s))
+        return direction * torch.zeros_like(moved).scatter(1, order, moved)
     scale = torch.ones_like(aw) if norm == "linf" else aw
     big = torch.finfo(w.dtype).max
     kink = torch.where(aw > 0, room / scale.clamp_min(torch.finfo(w.dtype).tiny), big)
@@ -105,7 +119,8 @@ class FAB(Attack):
         for k in range(classes):
             other = torch.full_like(y, k)
             w, f = self._difference(model, x1, y, other)
-            dual = w.abs().sum(1) if self.threat.norm == "linf" else w.norm(dim=1)
+            norm = self.threat.norm
+            dual = w.abs().sum(1) if norm == "linf" else w.abs().amax(1) if norm == "l1" else w.norm(dim=1)
             dist = f.abs() / (dual + 1e-12)
             dist = torch.where(y == k, torch.full_like(dist, float("inf")), dist)
             if best_dist is None:
@@ -127,7 +142,8 @@ class FAB(Attack):
 
     # -- one run --------------------------------------------------------------------------------------------------
     def _random_start(self, x0: torch.Tensor) -> torch.Tensor:
-        """AutoAttack's restart point: a random direction scaled to distance ε/2, clipped to the box."""
+        """AutoAttack's restart point: a random direction (uniform in the cube for L∞, Gaussian for L2 and L1)
+        scaled to distance ε/2, clipped to the box."""
         if self.threat.norm == "linf":
             t = 2 * torch.rand_like(x0) - 1
         else:
@@ -157,7 +173,7 @@ class FAB(Attack):
                 c1, c0 = -f, -f - (w * (t0 - t1)).sum(1)
                 d = project_onto_hyperplane_in_box(torch.cat((t1, t0)), torch.cat((w, w)), torch.cat((c1, c0)),
                                                    lower, upper, threat.norm)
-                size = (d.abs().amax(1) if threat.norm == "linf" else d.norm(dim=1)).clamp_min(1e-8)
+                size = threat.distance(d, torch.zeros_like(d)).clamp_min(1e-8)
                 d1, d0 = d[:len(active)], d[len(active):]
                 s1, s0 = size[:len(active)], size[len(active):]
                 alpha = (s1 / (s1 + s0)).clamp(0.0, self.alpha_max)[:, None]

@@ -12,6 +12,14 @@ Square beating the gradient attacks is a masking symptom.
 L∞: the window is set to ±ε per channel (vertex of the ball). L2: the window gets a smooth bump that
 takes over the energy of itself and a second window, which is emptied, so the perturbation stays on
 the ε-sphere (before clipping to [0, 1]).
+
+L1 (Croce & Hein 2021's L1 Square, as in AutoAttack): the start tiles the image with windows of side ⌊side/5⌋, each
+holding a two-lobed peaked pattern (concentric squares weighted 1/(k+1)⁴, one lobe positive, one negative) with a
+random sign per channel, projected onto the L1 ball ∩ box. A proposal puts into window 1 a fresh pattern plus its
+old content (each at L1 size 1), scaled per channel to the unused budget (shared over the channels) plus the mass
+windows 1 and 2 held, times the number of channels; window 2 is emptied, and the exact projection onto the L1 ball
+∩ box takes back what is over ε from every feature (soft-thresholding). Windows have an odd side ≥ 3; ``p_init``
+defaults to 0.8, AutoAttack's value.
 """
 from __future__ import annotations
 
@@ -47,7 +55,7 @@ class Square(Attack):
                  rescale_schedule: bool = True, targeted: bool = False, eot: int = 1, bpda=None):
         super().__init__(threat, "margin", targeted, eot, bpda)
         self.queries = check_steps(queries, "queries")
-        self.p_init = float(p_init) if p_init is not None else (0.8 if threat.norm == "linf" else 0.1)
+        self.p_init = float(p_init) if p_init is not None else (0.1 if threat.norm == "l2" else 0.8)
         if not 0 < self.p_init <= 1:
             raise UserError(f"p_init must be in (0, 1], got {p_init!r}")
         if not isinstance(rescale_schedule, bool):
@@ -91,9 +99,20 @@ class Square(Attack):
         if self.threat.norm == "linf":  # vertical stripes of ±ε, as in the paper
             stripes = torch.randint(0, 2, (n, c, 1, w), device=x.device).to(x.dtype) * 2 - 1
             return self.threat.clip(x + eps * stripes)
+        if self.threat.norm == "l1":  # a grid of peaked two-lobed windows, random sign per channel
+            side = max(min(h, w) // 5, 1)
+            delta = torch.zeros_like(x)
+            top, left = (h - side * (h // side)) // 2, (w - side * (w // side)) // 2
+            for r in range(top, h - side + 1, side):
+                for q in range(left, w - side + 1, side):
+                    sign = torch.randint(0, 2, (n, c, 1, 1), device=x.device).to(x.dtype) * 2 - 1
+                    delta[:, :, r:r + side, q:q + side] = self._lobes(side, x) * sign
+            return self.threat.project(x + delta, x)
         return self.threat.clip(x + self.threat.sphere(x.shape, x))
 
     def _propose(self, x: torch.Tensor, x_best: torch.Tensor, p: float) -> torch.Tensor:
+        if self.threat.norm == "l1":
+            return self._propose_l1(x, x_best, p)
         n, c, h, w = x.shape
         eps = self.threat.eps
         side = int(round(math.sqrt(p * h * w)))
@@ -118,6 +137,45 @@ class Square(Attack):
         delta = delta.masked_fill(union, 0.0)
         delta[window] = content
         return self.threat.clip(x + delta)
+
+    def _propose_l1(self, x: torch.Tensor, x_best: torch.Tensor, p: float) -> torch.Tensor:
+        n, c, h, w = x.shape
+        side = max(int(round(math.sqrt(p * h * w))), 3)
+        side = min(side + 1 - side % 2, h, w)  # odd, and no larger than the image
+        rows = torch.randint(0, h - side + 1, (2,)).tolist()
+        cols = torch.randint(0, w - side + 1, (2,)).tolist()
+        window = (slice(None), slice(None), slice(rows[0], rows[0] + side), slice(cols[0], cols[0] + side))
+        union = torch.zeros((1, 1, h, w), dtype=torch.bool, device=x.device)
+        union[window] = True
+        union[:, :, rows[1]:rows[1] + side, cols[1]:cols[1] + side] = True
+        delta = x_best - x
+        old = delta[window]
+        held = (delta * union).abs().sum((2, 3), keepdim=True)  # per channel: the mass windows 1 and 2 hold
+        unused = (self.threat.eps - delta.abs().sum((1, 2, 3), keepdim=True)).clamp_min(0)
+        sign = torch.randint(0, 2, (n, c, 1, 1), device=x.device).to(x.dtype) * 2 - 1
+        content = self._lobes(side, x) * sign + old / old.abs().sum((2, 3), keepdim=True).clamp_min(1e-12)
+        content = content / content.abs().sum((2, 3), keepdim=True).clamp_min(1e-12) * (unused / c + held) * c
+        delta = delta.masked_fill(union, 0.0)
+        delta[window] = content
+        return self.threat.project(x + delta, x)
+
+    @staticmethod
+    def _lobes(side: int, like: torch.Tensor) -> torch.Tensor:
+        """The L1 window pattern: two halves (rows), each a stack of concentric squares weighted 1/(k+1)⁴ around its
+        own centre, the first positive and the second negative, L1 norm 1; transposed half of the time."""
+        def squares(a: int, b: int) -> torch.Tensor:
+            if a == 0:
+                return torch.zeros((0, b), device=like.device, dtype=like.dtype)
+            i = torch.arange(a, device=like.device, dtype=like.dtype)[:, None] - (a // 2)
+            j = torch.arange(b, device=like.device, dtype=like.dtype)[None, :] - (b // 2)
+            ring = torch.maximum(i.abs(), j.abs())  # the first square (k = 0) is the centre cell
+            weights = 1.0 / (torch.arange(max(a, b) // 2 + 1, device=like.device, dtype=like.dtype) + 1) ** 4
+            tail = weights.flip(0).cumsum(0).flip(0)  # cell in ring r lies inside every square k ≥ r
+            return tail[ring.long()]
+        pattern = torch.cat((squares(side // 2, side), -squares(side - side // 2, side)))
+        if torch.rand(()) < 0.5:
+            pattern = pattern.t()
+        return pattern / pattern.abs().sum()
 
     @staticmethod
     def _bump(side: int, like: torch.Tensor) -> torch.Tensor:

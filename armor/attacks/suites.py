@@ -13,6 +13,12 @@ worst case over their attacks. Each suite states its full budget, so a record ca
   whose worst case a record may call ``autoattack_acc`` (:func:`armor.results.autoattack_allowed`), and only at
   this full budget on the whole split: fewer steps or queries, or fewer examples, are listed in ``reduced`` and
   drop the claim.
+
+Under the **L1** threat model the suites follow AutoAttack's L1 version (its ``standard`` version with
+``norm='L1'``; Croce & Hein 2021): ``autoattack`` is APGD-CE with 5 restarts and APGD-T with 5 target classes, both
+with the 3ε → 2ε → ε stages (``larger_eps``), FAB-T (9 targets) and the L1 Square attack (5000 queries);
+``standard`` is the same without FAB-T. ``full`` and ``quick`` keep their attacks (APGD runs its L1 version, without
+the stages). :func:`suite_entries` gives a suite's composition for a norm.
 """
 from __future__ import annotations
 
@@ -40,6 +46,26 @@ SUITES: Dict[str, List[Tuple[str, str, Dict[str, Any]]]] = {
                    ("fab-t", "fab_t", {"steps": 100, "n_target_classes": 9}),
                    ("square", "square", {"queries": 5000, "p_init": 0.8, "rescale_schedule": False})],
 }
+
+#: where a norm's suite differs from :data:`SUITES` (AutoAttack's L1 version: 5 APGD-CE restarts, 5 APGD-T targets)
+SUITES_BY_NORM: Dict[str, Dict[str, List[Tuple[str, str, Dict[str, Any]]]]] = {
+    "l1": {
+        "standard": [("apgd-ce", "apgd", {"steps": 100, "restarts": 5, "larger_eps": True}),
+                     ("apgd-t", "apgd_t", {"steps": 100, "n_target_classes": 5, "larger_eps": True}),
+                     ("square", "square", {"queries": 5000})],
+        "autoattack": [("apgd-ce", "apgd", {"steps": 100, "restarts": 5, "larger_eps": True}),
+                       ("apgd-t", "apgd_t", {"steps": 100, "n_target_classes": 5, "larger_eps": True}),
+                       ("fab-t", "fab_t", {"steps": 100, "n_target_classes": 9}),
+                       ("square", "square", {"queries": 5000, "p_init": 0.8, "rescale_schedule": False})],
+    },
+}
+
+
+def suite_entries(suite: str, norm: str = "linf") -> List[Tuple[str, str, Dict[str, Any]]]:
+    """``suite``'s attacks ``[(label, attack, options)]`` at full budget, for threat models of ``norm``."""
+    check_suite(suite)
+    return SUITES_BY_NORM.get(norm, {}).get(suite, SUITES[suite])
+
 
 #: the options a run may set for a whole suite (everything else is the suite's definition)
 SUITE_OPTIONS = ("steps", "queries", "n_target_classes")
@@ -69,19 +95,18 @@ def suite_attacks(suite: str, threat: ThreatModel, steps: Optional[int] = None, 
     ``UserError`` when no attack of the suite has that option); ``adaptive`` (eot, bpda) goes to every attack."""
     overrides = check_suite_options(suite, steps=steps, queries=queries, n_target_classes=n_target_classes)
     attacks: Dict[str, Attack] = {}
-    for label, name, options in SUITES[suite]:
+    for label, name, options in suite_entries(suite, threat.norm):
         opts = {**options, **{k: v for k, v in overrides.items() if k in options}}
         attacks[label.format(**opts)] = ATTACKS.create(name, threat, **opts, **adaptive)
     return attacks
 
 
 def suite_shortfall(suite: str, steps: Optional[int] = None, queries: Optional[int] = None,
-                    n_target_classes: Optional[int] = None) -> List[str]:
-    """How a run's budget falls short of the suite's full one, in words (empty: full budget)."""
-    check_suite(suite)
+                    n_target_classes: Optional[int] = None, norm: str = "linf") -> List[str]:
+    """How a run's budget falls short of the suite's full one (for ``norm``), in words (empty: full budget)."""
     given = {"steps": steps, "queries": queries, "n_target_classes": n_target_classes}
     out = []
-    for label, name, options in SUITES[suite]:
+    for label, name, options in suite_entries(suite, norm):
         for key, full in options.items():
             value = given.get(key)
             if value is not None and isinstance(full, int) and value < full:

@@ -61,8 +61,11 @@ def run_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: Threa
         x, y = x[:n], y[:n]
     opts = {"eot": eot, "bpda": bpda}
     short = max(steps // 10, 1)
-    # an ε as large as the input box (its whole side for L∞, its diagonal for L2) reaches every input
-    big_eps = threat.box_width * (1.0 if threat.norm == "linf" else math.sqrt(x[0].numel()))
+    # an ε as large as the input box (its whole side for L∞, its diagonal for L2, the sum of its sides for L1)
+    # reaches every input
+    features = x[0].numel()
+    big_eps = threat.box_width * {"linf": 1.0, "l2": math.sqrt(features), "l1": float(features)}[threat.norm]
+    single_step = threat.norm != "l1"  # FGSM is not defined for L1: no single-step comparison there
     pgd = create_attack("pgd", threat, steps=steps, **opts)
     bar = tqdm(total=8, desc="checks", disable=not progress, leave=False)
 
@@ -74,7 +77,7 @@ def run_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: Threa
     numbers: Dict[str, float] = {
         "n": len(x),
         "clean": evaluate(model, x, y, {}).clean_acc,
-        "fgsm": _acc(model, x, y, create_attack("fgsm", threat, **opts), seed),
+        "fgsm": _acc(model, x, y, create_attack("fgsm", threat, **opts), seed) if single_step else math.nan,
         f"pgd-{short}": _acc(model, x, y, create_attack("pgd", threat, steps=short, **opts), seed),
         f"pgd-{steps}": _acc(model, x, y, pgd, seed),
         "apgd-t": _acc(model, x, y, create_attack("apgd_t", threat, steps=steps, n_target_classes=n_target_classes,
@@ -102,9 +105,10 @@ def run_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: Threa
     def add(name: str, bad: bool, value: float, message: str, status_if_bad: str = WARN) -> None:
         checks.append({"name": name, "status": status_if_bad if bad else PASS, "value": value, "message": message})
 
-    add("iterative_beats_single_step", numbers["fgsm"] < numbers[f"pgd-{steps}"] - 2,
-        numbers["fgsm"] - numbers[f"pgd-{steps}"], f"FGSM {numbers['fgsm']:.1f} % vs PGD-{steps} "
-        f"{numbers[f'pgd-{steps}']:.1f} % (WARN if FGSM is > 2 points stronger)")
+    if single_step:
+        add("iterative_beats_single_step", numbers["fgsm"] < numbers[f"pgd-{steps}"] - 2,
+            numbers["fgsm"] - numbers[f"pgd-{steps}"], f"FGSM {numbers['fgsm']:.1f} % vs PGD-{steps} "
+            f"{numbers[f'pgd-{steps}']:.1f} % (WARN if FGSM is > 2 points stronger)")
     add("more_steps_do_not_raise_accuracy", numbers[f"pgd-{steps}"] > numbers[f"pgd-{short}"] + 2,
         numbers[f"pgd-{steps}"] - numbers[f"pgd-{short}"], f"PGD-{steps} {numbers[f'pgd-{steps}']:.1f} % vs "
         f"PGD-{short} {numbers[f'pgd-{short}']:.1f} % (WARN if more steps give > 2 points more)")
@@ -116,7 +120,8 @@ def run_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: Threa
             f"Square ({queries} queries) {square:.1f} % vs best white-box {white:.1f} % "
             f"(WARN if Square is > 2 points stronger)")
     add("noise_weaker_than_attack", numbers["noise"] < white - 1, numbers["noise"],
-        f"random ±ε noise {numbers['noise']:.1f} % vs attack {white:.1f} % (WARN if noise is stronger)")
+        f"random {'size-ε' if threat.norm == 'l1' else '±ε'} noise {numbers['noise']:.1f} % vs attack {white:.1f} % "
+        f"(WARN if noise is stronger)")
     add("gradients_nonzero", numbers["zero_or_nan_grad_pct"] > 10, numbers["zero_or_nan_grad_pct"],
         f"zero or NaN input gradient on {numbers['zero_or_nan_grad_pct']:.1f} % of inputs (WARN above 10 %)")
     add("deterministic_predictions", numbers["reeval_flip_pct"] > 1, numbers["reeval_flip_pct"],

@@ -27,7 +27,7 @@ from torch import nn
 
 from ..accel import Precision, resolve_amp
 from ..attacks import Attack
-from ..attacks.suites import SUITES, adapt_to_data, attack_list, suite_attacks, suite_shortfall
+from ..attacks.suites import adapt_to_data, attack_list, suite_attacks, suite_entries, suite_shortfall
 from ..checkpoints import load_model, load_weights, saved_config
 from ..config import EvalConfig
 from ..data import Dataset, load_dataset
@@ -98,6 +98,9 @@ class Subject:
 
 def _threat(options: EvalConfig, norm: str, eps: float, data: Dataset) -> ThreatModel:
     immutable = tuple(sorted({*data.immutable, *options.immutable}))
+    if options.norm and options.norm != norm and options.eps is None:
+        raise UserError(f"norm {options.norm} differs from the training norm {norm} (ε={eps:.4g}), whose budget means "
+                        f"nothing in {options.norm}; give --eps")
     return ThreatModel(options.norm or norm, options.eps if options.eps is not None else eps, data.lower,
                        data.upper, immutable)
 
@@ -343,14 +346,14 @@ def run_evaluation(subject: Subject, options: EvalConfig, path: Optional[Path]) 
         result = evaluate(model, x, y, named, batch_size=options.batch_size, mode=mode, progress=progress,
                           state_path=state, seed=options.seed)
     suite = options.suite_name
-    reduced = suite_shortfall(suite, options.steps, options.queries) if suite else []
+    reduced = suite_shortfall(suite, options.steps, options.queries, norm=threat.norm) if suite else []
     reduced += [n for n in notes if "dropped" in n]
     if len(x) < split_size:
         reduced.append(f"{len(x)} of the {split_size} {options.split} examples")
     budget = {"steps": options.steps, "restarts": options.restarts, "step_size": options.step_size,
               "queries": options.queries, "examples": len(x), "split_size": split_size}
     if suite:
-        budget["suite"] = [(label, name, opts) for label, name, opts in SUITES[suite]]
+        budget["suite"] = [(label, name, opts) for label, name, opts in suite_entries(suite, threat.norm)]
     record = EvaluationRecord(
         source=subject.source, dataset=data.name, split=options.split, architecture=subject.architecture,
         threat=threat.to_dict(), suite=suite, attacks={label: repr(a) for label, a in named.items()},

@@ -16,14 +16,18 @@ attacking method rebuilds its inner attack only when the threat actually changed
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch import nn
 
-from ..attacks.base import Attack, check_step_size, check_steps
+from ..attacks.base import Attack, check_norm, check_step_size, check_steps
 from ..registry import Registry
-from ..threat import ThreatModel
+from ..threat import NORMS, ThreatModel
+
+#: why the single-step (FGSM-based) methods refuse L1
+SINGLE_STEP_L1 = ("its inner attack is one FGSM-type step, which is not defined for l1 (a single L1 steepest-ascent "
+                  "step of size ε moves a few features and is cut by the box); use pgd_at, trades or mart")
 
 METHODS = Registry("method")
 
@@ -73,10 +77,14 @@ class Method:
     guard_by_default = False
     #: the model head this method trains (:data:`armor.models.HEADS`): dummy-class AT needs ``folded``
     head = "plain"
+    #: the norms the method is defined for; any other is a ``UserError`` naming ``norm_hint``
+    norms: Tuple[str, ...] = NORMS
+    norm_hint = ""
 
     def __init__(self, threat: ThreatModel):
         if not isinstance(threat, ThreatModel):
             raise TypeError(f"threat must be a ThreatModel, got {type(threat).__name__}")
+        check_norm(threat, f"method {self.name!r}", self.norms, self.norm_hint)
         self.threat = threat
         self.step_fraction: Optional[float] = None
 

@@ -6,7 +6,7 @@ from torch import nn
 
 from ..attacks import FGSM
 from ..threat import ThreatModel
-from .base import METHODS, AttackingMethod, Passes, StepOutput
+from .base import METHODS, SINGLE_STEP_L1, AttackingMethod, Passes, StepOutput
 
 
 @METHODS.register("fgsm_rs")
@@ -19,6 +19,8 @@ class FGSMRS(AttackingMethod):
     """
 
     name = "fgsm_rs"
+    norms = ("linf", "l2")
+    norm_hint = SINGLE_STEP_L1
     guard_by_default = True
 
     def __init__(self, threat: ThreatModel, step_size: float | None = None, clamp_start: bool = True):

@@ -6,7 +6,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..threat import ThreatModel
-from .base import METHODS, Method, Passes, StepOutput
+from .base import METHODS, SINGLE_STEP_L1, Method, Passes, StepOutput
 
 
 @METHODS.register("free")
@@ -22,6 +22,8 @@ class FreeAT(Method):
     """
 
     name = "free"
+    norms = ("linf", "l2")
+    norm_hint = SINGLE_STEP_L1
     guard_by_default = True
 
     def __init__(self, threat: ThreatModel, replays: int = 4, step_size: float | None = None):

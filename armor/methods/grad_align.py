@@ -11,7 +11,7 @@ from torch import nn
 from ..attacks.base import input_gradient
 from ..errors import UserError
 from ..threat import ThreatModel
-from .base import METHODS, Method, Passes, StepOutput
+from .base import METHODS, SINGLE_STEP_L1, Method, Passes, StepOutput
 
 
 def check_lam(lam) -> float:
@@ -56,6 +56,8 @@ class GradAlign(Method):
     """
 
     name = "grad_align"
+    norms = ("linf", "l2")
+    norm_hint = SINGLE_STEP_L1
     guard_by_default = True
 
     def __init__(self, threat: ThreatModel, lam: float = 0.2, step_size: float | None = None,

@@ -10,7 +10,7 @@ from torch import nn
 from ..attacks.base import Attack, check_step_size
 from ..errors import UserError
 from ..threat import ThreatModel
-from .base import METHODS, AttackingMethod, Passes, StepOutput
+from .base import METHODS, SINGLE_STEP_L1, AttackingMethod, Passes, StepOutput
 
 
 def check_noise_multiple(k) -> float:
@@ -39,6 +39,8 @@ class NoiseFGSM(Attack):
     """
 
     name = "n_fgsm"
+    norms = ("linf", "l2")
+    norm_hint = SINGLE_STEP_L1
 
     def __init__(self, threat: ThreatModel, k: float = 2.0, step_size: float | None = None):
         super().__init__(threat)

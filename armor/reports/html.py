@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..budgets import norm_symbol
 from ..errors import UserError
 from ..results import (EpsSweep, Evaluation, EvaluationRecord, FiguresRecord, TrainingRecord, is_record,
                        parse_record)
@@ -118,7 +119,7 @@ def load_runs(run_dirs: Sequence[str | Path]) -> List[Dict[str, Any]]:
 def _threat_str(threat: Optional[Dict[str, Any]]) -> str:
     if not threat:
         return ""
-    norm = "L∞" if threat.get("norm") == "linf" else "L2" if threat.get("norm") == "l2" else str(threat.get("norm"))
+    norm = norm_symbol(threat.get("norm"))
     eps = threat.get("eps")
     return f"{norm} ε={eps:.4g}" if isinstance(eps, (int, float)) else norm
 

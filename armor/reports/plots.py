@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..budgets import norm_symbol
 from ..io import write_bytes
 from ..results import EpsSweep, SweepRecord
 
@@ -37,7 +38,7 @@ def plot_sweep(sweep: EpsSweep, path: Path, title: str = "") -> Optional[str]:
     eps = [r["eps"] for r in sweep.rows]
     fig, ax = plt.subplots(figsize=(4.5, 3.2), dpi=120)
     ax.plot(eps, [r["worst_case_acc"] for r in sweep.rows], marker="o")
-    ax.set_xlabel(f"ε ({'L∞' if sweep.norm == 'linf' else 'L2'})")
+    ax.set_xlabel(f"ε ({norm_symbol(sweep.norm)})")
     ax.set_ylabel("worst-case accuracy (%)")
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
@@ -127,7 +128,7 @@ def plot_sweeps(sweeps: Sequence[Tuple[str, EpsSweep]], path: Path) -> Optional[
         rows = sorted(sweep.rows, key=lambda r: r["eps"])
         ax.plot([r["eps"] for r in rows], [r["worst_case_acc"] for r in rows], marker="o", label=label)
     norms = {s.norm for _, s in sweeps}
-    ax.set_xlabel("ε (" + ", ".join("L∞" if n == "linf" else "L2" for n in sorted(norms, key=str)) + ")")
+    ax.set_xlabel("ε (" + ", ".join(norm_symbol(n) for n in sorted(norms, key=str)) + ")")
     ax.set_ylabel("worst-case accuracy (%)")
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
@@ -162,7 +163,7 @@ def plot_pareto(sweep: SweepRecord, path: Path) -> Optional[Path]:
     ax.plot([p.clean_acc for p in front], [p.worst_case_acc for p in front], color="tab:orange", zorder=2,
             marker="o" if len(front) == 1 else None, label="Pareto front")
     ax.set_xlabel("clean accuracy (%)")
-    ax.set_ylabel(f"worst-case accuracy (%), {sweep.threat['norm']} ε={sweep.threat['eps']:.3g}")
+    ax.set_ylabel(f"worst-case accuracy (%), {norm_symbol(sweep.threat['norm'])} ε={sweep.threat['eps']:.3g}")
     ax.set_title(f"{sweep.dataset} {sweep.model}: sweep over {param}")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left", fontsize=8)

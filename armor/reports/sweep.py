@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 from typing import Dict, List
 
+from ..budgets import norm_symbol
 from ..io import write_text
 from ..results import SweepRecord
 from .table import format_table
@@ -42,7 +43,7 @@ def write_sweep(sweep: SweepRecord, out: str | Path, plot: bool = True) -> Dict[
     write_text(paths["csv"], buffer.getvalue())
     threat = sweep.threat
     md = (f"Sweep over `{sweep.param}` — {sweep.dataset}, {sweep.model}, accuracy in % on the test set; "
-          f"worst case over the attacks at {threat['norm']} ε = {threat['eps']:.4g}; * = Pareto front.\n\n"
+          f"worst case over the attacks at {norm_symbol(threat['norm'])} ε = {threat['eps']:.4g}; * = Pareto front.\n\n"
           + format_table(header, rows, markdown=True) + "\n")
     write_text(paths["md"], md)
     if plot:

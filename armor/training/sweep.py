@@ -46,7 +46,7 @@ def run_sweep(base: Dict[str, Any], param: str, values: Sequence[Any], out: str 
         summary = trainer.fit()
         test = summary.test
         if param == "eps" and cfg.threat != threat:
-            attacks = attack_list(threat, cfg.eval_attacks, steps=cfg.eval_steps, restarts=cfg.eval_restarts)
+            attacks = attack_list(threat, cfg.final_attacks, steps=cfg.eval_steps, restarts=cfg.eval_restarts)
             test = evaluate(trainer.model, trainer.data.x_test, trainer.data.y_test, attacks)
         points.append(SweepPoint(value=getattr(cfg, param), method=cfg.method, clean_acc=test.clean_acc,
                                  worst_case_acc=test.worst_case_acc,

@@ -413,7 +413,7 @@ class Trainer:
         best_epoch = self.dist.broadcast_object(best["epoch"] if best is not None else None)
         cfg = self.cfg
         cost = self.cost()
-        attacks = attack_list(self.threat, cfg.eval_attacks, steps=cfg.eval_steps, restarts=cfg.eval_restarts)
+        attacks = attack_list(self.threat, cfg.final_attacks, steps=cfg.eval_steps, restarts=cfg.eval_restarts)
         faults.point("mid_final_test")
         result = evaluate(self.model, self.data.x_test, self.data.y_test, attacks, progress=bool(self.progress),
                           dist=self.dist)
