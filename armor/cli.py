@@ -324,8 +324,18 @@ def cmd_train(args: argparse.Namespace) -> int:
             named[f"{name} (best epoch {cand.epoch})"] = cand.test
     header, rows = accuracy_rows(named)
     print(format_table(header, rows))
+    for event in record.guard_events:
+        if event.get("action") == "recovered":
+            back = event.get("rolled_back_to_epoch")
+            print(f"guard: catastrophic overfitting at epoch {event['epoch']} (monitor PGD {event['monitor_acc']:.1f}%)"
+                  f"; {'rolled back to epoch ' + str(back) if back else 'no checkpoint to roll back to'}, "
+                  f"trained on with {event['switched_to']}")
     if record.stop_reason:
         print(f"stopped early: {record.stop_reason}")
+    cost = record.cost or {}
+    if "passes" in cost:
+        wall = f", {cost['wall_ratio']:.2f}× its wall time (measured side by side)" if "wall_ratio" in cost else ""
+        print(f"cost: {cost['passes']:g} passes per example, standard training = 1{wall}")
     print(f"results: {record.run}/results.json")
     return 0
 

@@ -185,6 +185,23 @@ def _index_list_check() -> Check:
     return Check(parse, lambda: "feature indices (integers ≥ 0)", kind="list")
 
 
+def _steps_list_check() -> Check:
+    def parse(name: str, value: Any) -> List[int]:
+        items = [value] if isinstance(value, (int, str)) and not isinstance(value, bool) else value
+        if not isinstance(items, (list, tuple)) or not items:
+            raise UserError(f"{name} must be a list of PGD steps (integers ≥ 1, increasing), got {value!r}")
+        out = []
+        for item in items:
+            text = str(item).strip()
+            if isinstance(item, bool) or not text.isdigit() or int(text) < 1:
+                raise UserError(f"{name} must hold PGD steps (integers ≥ 1), got {item!r}")
+            out.append(int(text))
+        if any(b <= a for a, b in zip(out, out[1:])):
+            raise UserError(f"{name} must increase (each fallback safer than the one before), got {out}")
+        return out
+    return Check(parse, lambda: "PGD steps, increasing integers ≥ 1", kind="list")
+
+
 def _model_check() -> Check:
     registered = _choice_check(_models, "model")
 
@@ -409,13 +426,17 @@ class TrainConfig:
     swa_start: int = option(0, "validation", "keep an SWA average from this epoch on, best_swa.pt (0 = off)",
                             _int_check(0))
     # -- guards
-    guard: str = option("auto", "guards", "catastrophic-overfitting guard (auto: stop for the single-step methods "
-                        "fgsm_rs, free, n_fgsm, grad_align; off otherwise)",
-                        _choice_check(("auto", "off", "stop", "rollback"), "guard"))
+    guard: str = option("auto", "guards", "catastrophic-overfitting guard: stop, roll back to best.pt and stop, or "
+                        "recover (roll back and go on with the next guard_fallback setting); auto: recover for the "
+                        "single-step methods fgsm_rs, free, n_fgsm, grad_align, off otherwise",
+                        _choice_check(("auto", "off", "stop", "rollback", "recover"), "guard"))
     guard_drop: float = option(30.0, "guards", "the guard fires when monitor PGD accuracy falls this many points",
                                _number_check(0.0, 100.0, low_open=True))
     guard_batch: int = option(256, "guards", "guard monitor examples (from the validation split)", _int_check(1))
     guard_steps: int = option(10, "guards", "PGD steps of the guard's monitor attack", _int_check(1))
+    guard_fallback: List[int] = option([2, 3, 5], "guards", "guard recover: PGD steps of the safer settings it "
+                                       "switches to after each collapse, in order (single-step methods become "
+                                       "pgd_at with that many steps)", _steps_list_check())
     chance_patience: int = option(3, "guards", "stop after N epochs of training accuracy at chance (0 = never)",
                                   _int_check(0))
     # -- final test evaluation
@@ -438,6 +459,9 @@ class TrainConfig:
     tensorboard: bool = option(False, "run", "also write TensorBoard event files to RUN/tensorboard: the scalars of "
                                "metrics.jsonl per epoch and the learning-curve figure (needs the tensorboard package: "
                                "pip install 'armor[tensorboard]')", _bool_check())
+    cost_probe: int = option(10, "run", "after training, time this many minibatches of the method's step and of a "
+                             "standard step in turn, for results.json's cost (wall-time ratio; 0 = off)",
+                             _int_check(0))
     out: Optional[str] = option(None, "run", "run folder (default runs/<dataset>_<method>)", _text_check("a folder"))
 
     def __post_init__(self) -> None:
@@ -470,22 +494,28 @@ class TrainConfig:
         """Options whose switch is off are errors when set (defaults are never errors)."""
         if self.optimizer != "sgd" and _changed(self, "momentum"):
             raise UserError(f"momentum applies to optimizer sgd only; optimizer is {self.optimizer!r}")
-        guard_on = self.guard in ("stop", "rollback") or (self.guard == "auto" and method.guard_by_default)
-        for key in ("guard_drop", "guard_batch", "guard_steps"):
-            if not guard_on and _changed(self, key):
+        action = self.guard_action(method)
+        for key in ("guard_drop", "guard_batch", "guard_steps", "guard_fallback"):
+            if _changed(self, key) and (action == "off" or (key == "guard_fallback" and action != "recover")):
                 from .methods import METHODS
 
                 single = ", ".join(n for n in METHODS.names() if METHODS.get(n).guard_by_default)
-                raise UserError(f"{key} applies only when the catastrophic-overfitting guard is on (guard: stop or "
-                                f"rollback; auto turns it on for {single}); method {self.method!r} with "
-                                f"guard {self.guard!r} has it off")
+                if action == "off":
+                    raise UserError(f"{key} applies only when the catastrophic-overfitting guard is on (guard: stop, "
+                                    f"rollback or recover; auto turns recover on for {single}); method "
+                                    f"{self.method!r} with guard {self.guard!r} has it off")
+                raise UserError(f"guard_fallback applies only to guard recover (auto for {single}); guard is "
+                                f"{self.guard!r}")
+        if action == "recover" and not method.adversarial:
+            raise UserError(f"guard recover switches to a safer inner attack; method {self.method!r} has none "
+                            f"(use guard stop or rollback)")
         if self.best_by == "last":
             if self.early_stop_patience:
                 raise UserError(f"early_stop_patience {self.early_stop_patience} stops when validation stops "
                                 f"improving, but best_by 'last' compares no epochs; use best_by auto, robust or clean")
-            if self.guard == "rollback":
-                raise UserError("guard 'rollback' reloads best.pt, which best_by 'last' makes the latest (collapsed) "
-                                "epoch; use guard stop, or another best_by")
+            if action in ("rollback", "recover"):
+                raise UserError(f"guard {action!r} reloads best.pt, which best_by 'last' makes the latest (collapsed) "
+                                f"epoch; use guard stop, or another best_by")
         if self.test_subset is not None and not self.test_every:
             raise UserError("test_subset applies only with test_every ≥ 1 (the per-epoch test measurement)")
         from .attacks import ATTACKS
@@ -497,6 +527,17 @@ class TrainConfig:
                                 f"({', '.join(takes)}); eval_attacks has none: {', '.join(self.final_attacks)}")
 
     # -- derived values ----------------------------------------------------------------------------------------------
+    def guard_action(self, method: Any = None) -> str:
+        """What the catastrophic-overfitting guard does: ``off``, ``stop``, ``rollback`` or ``recover`` (``auto`` is
+        ``recover`` for the single-step methods, whose ``guard_by_default`` is set, and ``off`` for the others)."""
+        if self.guard != "auto":
+            return self.guard
+        if method is None:
+            from .methods import METHODS
+
+            method = METHODS.get(self.method)
+        return "recover" if method.guard_by_default else "off"
+
     @property
     def final_attacks(self) -> List[str]:
         """The attacks of the final test table: ``eval_attacks``, whose default (fgsm, pgd) becomes pgd, apgd under
@@ -569,7 +610,8 @@ class TrainConfig:
 
 
 #: what ``--resume`` may change: the length of the run, and where it lives or looks (never what it computes)
-CHANGEABLE_ON_RESUME = ("epochs", "out", "device", "data_dir", "workers", "memory_limit_mb", "plot", "tensorboard")
+CHANGEABLE_ON_RESUME = ("epochs", "out", "device", "data_dir", "workers", "memory_limit_mb", "plot", "tensorboard",
+                        "cost_probe")
 
 
 def resumed_config(saved: TrainConfig, given: Mapping[str, Any], epochs_done: int) -> TrainConfig:

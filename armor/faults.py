@@ -18,6 +18,7 @@ POINTS = (
     "after_train_epoch",      # training of the epoch done, validation not started
     "mid_validation",         # inside the robust validation's evaluation
     "after_validation",       # validation done, callbacks not run
+    "after_recovery",         # the guard rolled back and switched to a safer setting, the epoch's checkpoint not written
     "checkpoint_tmp_written", # a checkpoint's temp file written, not yet fsynced/renamed
     "checkpoint_renamed",     # a checkpoint renamed into place, nothing after it written
     "after_best",             # best.pt written, last.pt not yet

@@ -269,6 +269,14 @@ class TrainingRecord(Record):
     stop_reason: Optional[str]
     candidates: Dict[str, Candidate]
     train_seconds: float
+    #: relative to standard training of the same model and data: per training setting its epochs, forward+backward
+    #: passes per example (``passes``: input_gradient, weight_update, second_order, forward_only, total) and the
+    #: wall-time ratio of its step measured side by side (``wall_ratio``, ``spread`` = quartiles); ``passes`` and
+    #: ``wall_ratio`` at the top weight the settings by epochs (armor.training.cost)
+    cost: Optional[Dict[str, Any]] = None
+    #: what the guards did: per event its epoch, monitor and train robust accuracy, the action (recovered /
+    #: stopped), the checkpoint epoch rolled back to and the setting switched to
+    guard_events: List[Dict[str, Any]] = field(default_factory=list)
     environment: Dict[str, Any] = field(default_factory=environment)
 
     @property

@@ -62,7 +62,7 @@ def test_every_flag_reaches_its_config_field():
         else:
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
             value = default if default not in (None, [], {}) else SAMPLES.get(f.name)
-            value = value if isinstance(value, list) else [str(value)]
+            value = [str(v) for v in value] if isinstance(value, list) else [str(value)]
             if kind == "mapping":
                 value = ["width=8"] if f.name == "model_options" else ["clamp_start=false"]
             if f.name == "eval_attacks":

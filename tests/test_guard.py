@@ -13,6 +13,8 @@ from armor.training import Trainer
 from armor.io import read_jsonl
 from armor.training.guards import CatastrophicOverfittingGuard
 
+import collapse
+
 TINY = dict(method="fgsm_rs", eps=0.2, epochs=6, train_size=200, val_size=100, test_size=50,
             eval_attacks=["pgd"], eval_steps=2, guard_batch=64, guard_steps=2)
 
@@ -81,7 +83,7 @@ def test_during_the_eps_ramp_the_guard_attacks_at_the_ramped_eps_and_a_drop_afte
 
 def test_a_collapse_during_the_eps_ramp_still_fires(tmp_path, monkeypatch):
     _inject(monkeypatch, [1.0] * 6, [77, 80, 90, 92, 93, 94])  # robust to FGSM at the ramped ε, to no PGD
-    summary = Trainer(TrainConfig(**TINY, eps_warmup=3, out=str(tmp_path / "r")), progress=False).fit()
+    summary = Trainer(TrainConfig(**TINY, eps_warmup=3, guard="stop", out=str(tmp_path / "r")), progress=False).fit()
     assert "catastrophic overfitting at epoch 1" in summary.stop_reason
     assert "at the ramped ε=0.06667" in summary.stop_reason
 
@@ -117,9 +119,153 @@ def test_guard_catches_the_real_fgsm_rs_collapse_on_an_mnist_subset(tmp_path):
     cfg = TrainConfig(dataset="mnist", data_dir=str(MNIST.parent), model="tiny_cnn", method="fgsm_rs", eps=0.3,
                       step_size=0.375, optimizer="adam", lr=5e-3, schedule="onecycle", batch_size=100, epochs=6,
                       train_size=10000, val_size=500, test_size=200, val_steps=5, eval_attacks=["pgd"],
-                      eval_steps=5, guard_batch=256, out=str(tmp_path / "co"))
+                      eval_steps=5, guard="stop", guard_batch=256, out=str(tmp_path / "co"))
     summary = Trainer(cfg, progress=False).fit()
     records = read_jsonl(tmp_path / "co" / "metrics.jsonl")
     assert summary.stop_reason and "catastrophic overfitting" in summary.stop_reason
     assert len(records) < 6 and records[-1]["guard"] == "fired"
     assert records[-1]["guard_pgd_acc"] < 5 and records[-1]["train_robust_acc"] > 35
+
+
+# -- recover: roll back, switch to a safer setting, go on ---------------------------------------------------------------
+#: a scripted collapse (tests/collapse.py) on a tiny run that need not learn: the chance guard is off
+RECOVER = {**TINY, "guard": "recover", "guard_drop": 5.0, "seed": 1, "chance_patience": 0}
+
+
+class _WeightsAtEpochEnd:
+    """A callback after the guard: the model's weights at the end of each epoch (what last.pt will hold)."""
+
+    name, candidate = "weights_probe", None
+
+    def __init__(self):
+        self.weights = {}
+
+    def on_train_start(self, ctx): ...
+
+    def on_step_end(self, ctx, out): ...
+
+    def on_epoch_end(self, ctx, epoch, record):
+        self.weights[epoch + 1] = {k: v.clone() for k, v in ctx.model.state_dict().items()}
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state): ...
+
+    def events(self):
+        return []
+
+
+def test_recover_rolls_back_to_best_switches_to_pgd2_and_finishes_the_run(tmp_path, monkeypatch):
+
+    collapse.install([4], monkeypatch)
+    out = tmp_path / "run"
+    probe = _WeightsAtEpochEnd()
+    trainer = Trainer(TrainConfig(**RECOVER, out=str(out)), progress=False, callbacks=[probe])
+    summary = trainer.fit()
+    records = read_jsonl(out / "metrics.jsonl")
+    assert [r["epoch"] for r in records] == [1, 2, 3, 4, 5, 6] and summary.stop_reason is None
+    fired = records[3]
+    assert fired["guard"] == "recovered" and fired["guard_switched_to"] == "pgd_at steps=2"
+    assert "train_setting" not in fired  # epoch 4 itself trained (and collapsed) with FGSM-RS
+    assert [r.get("train_setting") for r in records] == [None] * 4 + ["pgd_at steps=2"] * 2
+    # the rollback: at the end of epoch 4 the model holds the weights of the best epoch before it
+    back = fired["guard_rolled_back_to_epoch"]
+    best_before = max(records[:3], key=lambda r: (r["val_robust_acc"], r["val_clean_acc"]))["epoch"]
+    assert back == best_before and all(torch.equal(probe.weights[4][k], probe.weights[back][k])
+                                       for k in probe.weights[4])
+    # the switch: epochs 5 and 6 trained with PGD-2 (the training accuracy is PGD-2's), and last.pt says so
+    assert type(trainer.method).__name__ == "PGDAT" and trainer.method.steps == 2
+    last = torch.load(out / "last.pt", weights_only=True)
+    assert last["setting"] == "pgd_at steps=2" and last["callbacks"]["co_guard"]["recoveries"] == 1
+    # the record says what happened and when; the cost counts each setting's epochs
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["guard_events"] == summary.guard_events
+    (event,) = summary.guard_events
+    assert event["epoch"] == 4 and event["action"] == "recovered" and event["monitor_acc"] == 1.0
+    assert event["setting"] == "fgsm_rs" and event["switched_to"] == "pgd_at steps=2"
+    assert event["rolled_back_to_epoch"] == back and event["train_robust_acc"] == fired["train_robust_acc"]
+    cost = summary.cost
+    assert [(s["setting"], s["epochs"], s["passes"]["total"]) for s in cost["settings"]] == \
+        [("fgsm_rs", 4, 2.0), ("pgd_at steps=2", 2, 3.0)]
+    assert cost["passes"] == pytest.approx((4 * 2 + 2 * 3) / 6, abs=1e-3)
+
+
+def test_recover_escalates_then_rolls_back_and_stops_when_the_ladder_is_used_up(tmp_path, monkeypatch):
+
+    collapse.install([2, 4, 6], monkeypatch)
+    out = tmp_path / "run"
+    summary = Trainer(TrainConfig(**{**RECOVER, "epochs": 8}, guard_fallback=[2, 4], out=str(out)),
+                      progress=False).fit()
+    records = read_jsonl(out / "metrics.jsonl")
+    assert [r["epoch"] for r in records] == [1, 2, 3, 4, 5, 6]
+    assert [r.get("guard") for r in records] == [None, "recovered", None, "recovered", None, "rolled_back"]
+    assert [r.get("train_setting") for r in records] == [None, None, "pgd_at steps=2", "pgd_at steps=2",
+                                                         "pgd_at steps=4", "pgd_at steps=4"]
+    assert [(e["epoch"], e["action"], e.get("switched_to")) for e in summary.guard_events] == \
+        [(2, "recovered", "pgd_at steps=2"), (4, "recovered", "pgd_at steps=4"), (6, "stopped", None)]
+    assert "the guard's last fallback setting (pgd_at steps=4) collapsed too" in summary.stop_reason
+    assert "rolled back to best.pt" in summary.stop_reason
+
+
+def test_fallback_settings_are_safer_than_the_method():
+    from armor.training.guards import fallback_settings
+
+    assert [(m, o) for m, o, _ in fallback_settings("fgsm_rs", {"step_size": 0.25}, [2, 3, 5])] == \
+        [("pgd_at", {"steps": 2}), ("pgd_at", {"steps": 3}), ("pgd_at", {"steps": 5})]
+    # a method with its own inner steps keeps its loss and options and gets more steps; fewer would be weaker
+    assert [(m, o) for m, o, _ in fallback_settings("trades", {"beta": 1.0, "steps": 3}, [2, 3, 5, 10])] == \
+        [("trades", {"beta": 1.0, "steps": 5}), ("trades", {"beta": 1.0, "steps": 10})]
+    assert fallback_settings("pgd_at", {}, [2, 3, 5]) == []  # PGD-7 by default: the ladder has nothing safer
+
+
+def test_recover_is_the_default_for_single_step_methods_and_its_options_are_checked(tmp_path):
+    plain = {k: v for k, v in TINY.items() if not k.startswith("guard_")}
+    for method in ("fgsm_rs", "n_fgsm", "grad_align", "free"):
+        assert TrainConfig(**{**plain, "method": method}).guard_action() == "recover"
+    assert TrainConfig(**{**plain, "method": "pgd_at"}).guard_action() == "off"
+    for kw, needle in ((dict(guard="stop", guard_fallback=[2, 3]), "guard_fallback applies only to guard recover"),
+                       (dict(method="pgd_at", guard_fallback=[3]), "applies only when the catastrophic-overfitting"),
+                       (dict(guard_fallback=[3, 2]), "guard_fallback must increase"),
+                       (dict(guard_fallback=[0]), "integers ≥ 1"),
+                       (dict(method="standard", guard="recover"), "method 'standard' has none")):
+        with pytest.raises(UserError, match=needle):
+            TrainConfig(**{**plain, **kw})
+
+
+def _run_killed(tmp_path, name, fault=None, extra=()):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    if fault:
+        env["ARMOR_FAULT"] = fault
+    argv = ["train", "--method", "fgsm_rs", "--eps", "0.2", "--epochs", "5", "--train-size", "160", "--val-size",
+            "80", "--test-size", "40", "--batch-size", "32", "--val-steps", "2", "--eval-attacks", "pgd",
+            "--eval-steps", "2", "--guard-batch", "40", "--guard-steps", "2", "--guard-drop", "5", "--cost-probe",
+            "2", "--chance-patience", "0", "--seed", "2", "--device", "cpu", "--no-plot", "--quiet", "--out", str(tmp_path / name), *extra]
+    return subprocess.run([sys.executable, str(root / "tests" / "collapse.py"), "3", *argv], env=env,
+                          capture_output=True, text=True, timeout=300, start_new_session=True)
+
+
+@pytest.mark.parametrize("fault", ["after_recovery:1", "after_last:3", "epoch_start:5"])
+def test_a_kill_during_or_after_a_recovery_resumes_to_the_same_run(fault, tmp_path):
+    import signal
+
+    whole = _run_killed(tmp_path, "whole")
+    assert whole.returncode == 0, whole.stderr
+    killed = _run_killed(tmp_path, "killed", fault)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    again = _run_killed(tmp_path, "killed", extra=["--resume"])
+    assert again.returncode == 0, again.stderr
+    a, b = (torch.load(tmp_path / d / "last.pt", weights_only=True) for d in ("whole", "killed"))
+    assert a["epoch"] == b["epoch"] == 5 and a["setting"] == b["setting"] == "pgd_at steps=2"
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    strip = [[{k: v for k, v in r.items() if k != "seconds"} for r in read_jsonl(tmp_path / d / "metrics.jsonl")]
+             for d in ("whole", "killed")]
+    assert strip[0] == strip[1] and strip[0][2]["guard"] == "recovered"
+    ra, rb = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("whole", "killed"))
+    assert ra["candidates"] == rb["candidates"] and ra["guard_events"] == rb["guard_events"] != []

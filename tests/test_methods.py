@@ -136,3 +136,49 @@ def test_build_model_widens_and_folds_only_for_dummy():
     assert plain(x).shape == (3, 10) and folded(x).shape == (3, 10) and folded.raw(x).shape == (3, 20)
     raw = folded.raw(x)
     assert torch.equal(folded(x).argmax(1), raw.argmax(1) % 10)  # DUCAT's prediction rule
+
+
+@pytest.mark.parametrize("label", METHODS.names())
+def test_each_method_states_the_passes_its_step_really_makes(label):
+    """Cost: a method's ``passes()`` must be the forward and backward passes its step (every replay, the trainer's
+    backward included) sends through the model, counted per example by hooks on the network."""
+    meta = {"input_shape": [1, 8, 8], "num_classes": 10, "mean": [0.3], "std": [0.4]}
+    model = build_model(model_spec(TrainConfig(method=label, model="mlp"), meta)).train()
+    network = getattr(model, "raw", model)  # dummy-class AT: the 2C network inside the folded head
+    counts = {"forward": 0, "backward": 0}
+
+    def hook(module, inputs, output):
+        counts["forward"] += len(output)
+        if output.requires_grad:
+            output.register_hook(lambda grad: counts.__setitem__("backward", counts["backward"] + len(grad)))
+
+    network.register_forward_hook(hook)
+    method = create_method(label, ThreatModel("linf", 0.2))
+    x, y = torch.rand(6, 1, 8, 8), torch.arange(6)
+    for _ in range(method.replays):
+        method.step(model, x, y).loss.backward()
+    passes = method.passes()
+    assert counts["forward"] / 6 == passes.input_gradient + passes.weight_update + passes.forward_only
+    assert counts["backward"] / 6 == passes.total  # GradAlign's double backprop reaches the network once more
+    assert passes.total == {"standard": 1, "pgd_at": 8, "fgsm_rs": 2, "n_fgsm": 2, "free": 4, "trades": 9,
+                            "mart": 9, "dummy": 9, "grad_align": 4}[label]
+
+
+def test_the_run_records_its_cost_and_the_probe_changes_nothing(tmp_path):
+    kw = dict(method="fgsm_rs", eps=0.2, epochs=2, train_size=128, val_size=40, test_size=40, batch_size=32,
+              val_steps=2, eval_attacks=["pgd"], eval_steps=2, guard="off", plot=False)
+    trainers, records = [], []
+    for n in (3, 0):  # each built right before its fit: the global random stream runs from the seed through the run
+        trainers.append(Trainer(TrainConfig(**kw, cost_probe=n, out=str(tmp_path / str(n))), progress=False))
+        records.append(trainers[-1].fit())
+    probed, plain = records
+    (setting,) = probed.cost["settings"]
+    assert setting["setting"] == "fgsm_rs" and setting["epochs"] == 2 and setting["passes"]["total"] == 2
+    assert setting["batches"] == 3 and setting["batch_size"] == 32 and setting["method_seconds"] > 0
+    assert setting["spread"][0] <= setting["wall_ratio"] <= setting["spread"][1]
+    assert probed.cost["wall_ratio"] == setting["wall_ratio"] and probed.cost["passes"] == 2
+    assert "wall_ratio" not in plain.cost["settings"][0] and plain.cost["passes"] == 2
+    # the probe runs on copies and puts the random state back: the model and the test numbers are as without it
+    assert probed.test.to_dict() == plain.test.to_dict()
+    a, b = (t.model.state_dict() for t in trainers)
+    assert all(torch.equal(a[k], b[k]) for k in a)

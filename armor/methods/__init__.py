@@ -1,7 +1,7 @@
 """Training methods, one module each, found through the ``METHODS`` registry."""
 from ..threat import ThreatModel
 from . import dummy, fgsm_rs, free, grad_align, mart, n_fgsm, pgd_at, standard, trades  # noqa: F401  (register)
-from .base import METHODS, AttackingMethod, Method, StepOutput
+from .base import METHODS, AttackingMethod, Method, Passes, StepOutput
 
 
 def create_method(name: str, threat: ThreatModel, **options) -> Method:
@@ -10,4 +10,4 @@ def create_method(name: str, threat: ThreatModel, **options) -> Method:
     return METHODS.create(name, threat, **options)
 
 
-__all__ = ["METHODS", "AttackingMethod", "Method", "StepOutput", "create_method"]
+__all__ = ["METHODS", "AttackingMethod", "Method", "Passes", "StepOutput", "create_method"]

@@ -4,6 +4,11 @@ The trainer calls ``loss.backward()``, steps the optimizer and logs ``metrics``;
 inner maximisation and the outer loss. A new method is one file and one ``@METHODS.register`` entry; its
 constructor's keyword arguments are its options (``armor train --method NAME`` refuses any other).
 
+Every method states its cost (:meth:`Method.passes`): how many forward+backward passes through the model it makes
+per training example and epoch, split into input-gradient passes (the inner attack) and weight-update passes (the
+loss the optimizer steps on); standard training is 0 + 1. ``tests/test_methods.py`` counts the passes a step really
+makes and checks them against this.
+
 The threat model is handed in: ``set_threat`` is called by the trainer with the ε schedule's current value
 (:class:`armor.schedules.ThreatSchedule`, the one owner of a ramped ε). A method never computes ε itself; an
 attacking method rebuilds its inner attack only when the threat actually changed.
@@ -25,6 +30,34 @@ SINGLE_STEP_L1 = ("its inner attack is one FGSM-type step, which is not defined 
                   "step of size ε moves a few features and is cut by the box); use pgd_at, trades or mart")
 
 METHODS = Registry("method")
+
+
+@dataclass(frozen=True)
+class Passes:
+    """A method's cost per training example and epoch, in passes through the model.
+
+    ``input_gradient``: forward+backward passes whose gradient is taken with respect to the input only (the inner
+    attack: PGD-K makes K). ``weight_update``: forward+backward passes of the loss the optimizer steps on, counted
+    per example (1 for standard training; 2 when that loss sees the clean and the adversarial batch, as TRADES').
+    ``second_order``: backward passes through a gradient (GradAlign's double backprop, which costs about as much as
+    one more pass). ``forward_only``: forward passes without a backward (TRADES' clean reference logits); not in
+    :attr:`total`. ``total`` = input_gradient + weight_update + second_order, so standard training = 1 and PGD-10 AT
+    = 11: the number to compare, with the wall-time ratio the trainer measures (it also pays for the
+    optimizer step and the attack's bookkeeping, and a backward pass costs about twice a forward).
+    """
+
+    input_gradient: float
+    weight_update: float
+    second_order: float = 0.0
+    forward_only: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.input_gradient + self.weight_update + self.second_order
+
+    def to_dict(self) -> Dict[str, float]:
+        return {"input_gradient": self.input_gradient, "weight_update": self.weight_update,
+                "second_order": self.second_order, "forward_only": self.forward_only, "total": self.total}
 
 
 @dataclass
@@ -72,6 +105,10 @@ class Method:
 
     def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
         raise NotImplementedError
+
+    def passes(self) -> Passes:
+        """Forward+backward passes per training example and epoch (see :class:`Passes`); standard: 0 + 1."""
+        return Passes(0, self.replays)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.threat})"

@@ -9,7 +9,7 @@ from ..errors import UserError
 from ..losses import soft_ce
 from ..models.folded import Unfolded, fold
 from ..threat import ThreatModel
-from .base import METHODS, AttackingMethod, StepOutput
+from .base import METHODS, AttackingMethod, Passes, StepOutput
 
 
 @METHODS.register("dummy")
@@ -62,6 +62,9 @@ class DummyClassAT(AttackingMethod):
         clean_acc = (folded[: len(x)].argmax(1) == y).float().mean()
         dummy_fraction = (raw_logits[len(x):].argmax(1) >= c).float().mean()
         return StepOutput(loss, folded[len(x):], {"clean_acc": clean_acc, "adv_dummy_fraction": dummy_fraction})
+
+    def passes(self) -> Passes:
+        return Passes(self.steps, 2)  # PGD, then the clean and the adversarial batch in one weight update
 
     def __repr__(self) -> str:
         return f"DummyClassAT({self.threat}, w_benign={self.w_benign:g}, w_adv={self.w_adv:g})"

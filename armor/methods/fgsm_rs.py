@@ -6,7 +6,7 @@ from torch import nn
 
 from ..attacks import FGSM
 from ..threat import ThreatModel
-from .base import METHODS, SINGLE_STEP_L1, AttackingMethod, StepOutput
+from .base import METHODS, SINGLE_STEP_L1, AttackingMethod, Passes, StepOutput
 
 
 @METHODS.register("fgsm_rs")
@@ -35,6 +35,9 @@ class FGSMRS(AttackingMethod):
     def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
         logits = model(self.attack(model, x, y))
         return StepOutput(F.cross_entropy(logits, y), logits)
+
+    def passes(self) -> Passes:
+        return Passes(1, 1)  # one FGSM gradient, one weight update
 
     def __repr__(self) -> str:
         return f"FGSMRS({self.threat}, step_size={self.attack.step_size:.4g})"

@@ -6,7 +6,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..threat import ThreatModel
-from .base import METHODS, SINGLE_STEP_L1, Method, StepOutput
+from .base import METHODS, SINGLE_STEP_L1, Method, Passes, StepOutput
 
 
 @METHODS.register("free")
@@ -58,6 +58,10 @@ class FreeAT(Method):
         self._x, self._x_adv = x.detach(), x_adv
         logits = model(x_adv)
         return StepOutput(F.cross_entropy(logits, y), logits)
+
+    def passes(self) -> Passes:
+        # m replays of one forward+backward each; the input gradient comes with the weight gradient, at no extra pass
+        return Passes(0, self.replays)
 
     def __repr__(self) -> str:
         return f"FreeAT({self.threat}, replays={self.replays})"

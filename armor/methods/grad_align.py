@@ -11,7 +11,7 @@ from torch import nn
 from ..attacks.base import input_gradient
 from ..errors import UserError
 from ..threat import ThreatModel
-from .base import METHODS, SINGLE_STEP_L1, Method, StepOutput
+from .base import METHODS, SINGLE_STEP_L1, Method, Passes, StepOutput
 
 
 def check_lam(lam) -> float:
@@ -96,6 +96,13 @@ class GradAlign(Method):
             return StepOutput(fgsm_loss, logits, metrics)
         metrics["grad_align_cos"] = 1 - reg.detach()  # falls sharply at catastrophic overfitting
         return StepOutput(fgsm_loss + self.lam * reg, logits, metrics)
+
+    def passes(self) -> Passes:
+        # ∇ℓ(x) for FGSM and the cosine, ∇ℓ(x + η) with its graph kept, the weight update, and (λ > 0) the backward
+        # through ∇ℓ(x + η) that the weight gradient of the regulariser needs
+        if self.lam == 0:
+            return Passes(1, 1)
+        return Passes(2, 1, second_order=1)
 
     def __repr__(self) -> str:
         return f"GradAlign({self.threat}, lam={self.lam:g}, step_size={self.step_size:.4g})"

@@ -6,7 +6,7 @@ from torch import nn
 from ..attacks import PGD
 from ..losses import mart
 from ..threat import ThreatModel
-from .base import METHODS, AttackingMethod, StepOutput
+from .base import METHODS, AttackingMethod, Passes, StepOutput
 from .trades import check_beta
 
 
@@ -35,6 +35,9 @@ class MART(AttackingMethod):
         loss = mart(adv_logits, clean_logits, y, self.beta).mean()
         clean_acc = (clean_logits.argmax(1) == y).float().mean()
         return StepOutput(loss, adv_logits, {"clean_acc": clean_acc})
+
+    def passes(self) -> Passes:
+        return Passes(self.steps, 2)  # PGD, then the adversarial and the clean batch in one weight update
 
     def __repr__(self) -> str:
         return f"MART({self.threat}, beta={self.beta:g}, steps={self.steps})"

@@ -10,7 +10,7 @@ from torch import nn
 from ..attacks.base import Attack, check_step_size
 from ..errors import UserError
 from ..threat import ThreatModel
-from .base import METHODS, SINGLE_STEP_L1, AttackingMethod, StepOutput
+from .base import METHODS, SINGLE_STEP_L1, AttackingMethod, Passes, StepOutput
 
 
 def check_noise_multiple(k) -> float:
@@ -86,6 +86,9 @@ class NFGSM(AttackingMethod):
     def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
         logits = model(self.attack(model, x, y))
         return StepOutput(F.cross_entropy(logits, y), logits)
+
+    def passes(self) -> Passes:
+        return Passes(1, 1)  # the gradient at x + η, one weight update
 
     def __repr__(self) -> str:
         return f"NFGSM({self.threat}, k={self.k:g}, step_size={self.attack.step_size:.4g})"

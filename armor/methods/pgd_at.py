@@ -7,7 +7,7 @@ from torch import nn
 from ..attacks import PGD
 from ..errors import UserError
 from ..threat import ThreatModel
-from .base import METHODS, AttackingMethod, StepOutput
+from .base import METHODS, AttackingMethod, Passes, StepOutput
 
 
 @METHODS.register("pgd_at")
@@ -46,6 +46,9 @@ class PGDAT(AttackingMethod):
         loss = (1 - self.clean_weight) * adv_loss + self.clean_weight * clean_loss
         clean_acc = (clean_logits.argmax(1) == y).float().mean()
         return StepOutput(loss, logits, {"clean_loss": clean_loss.detach(), "clean_acc": clean_acc})
+
+    def passes(self) -> Passes:
+        return Passes(self.steps, 1 if self.clean_weight == 0.0 else 2)  # clean_weight: the clean batch too
 
     def __repr__(self) -> str:
         return f"PGDAT({self.threat}, steps={self.steps}, clean_weight={self.clean_weight:g})"

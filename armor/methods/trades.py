@@ -8,7 +8,7 @@ from ..attacks.kl import KLPGD
 from ..errors import UserError
 from ..losses import kl_div
 from ..threat import ThreatModel
-from .base import METHODS, AttackingMethod, StepOutput
+from .base import METHODS, AttackingMethod, Passes, StepOutput
 
 
 def check_beta(beta: float) -> float:
@@ -47,6 +47,10 @@ class TRADES(AttackingMethod):
         clean_acc = (clean_logits.argmax(1) == y).float().mean()
         return StepOutput(clean_loss + self.beta * robust_loss, adv_logits,
                           {"clean_loss": clean_loss.detach(), "kl": robust_loss.detach(), "clean_acc": clean_acc})
+
+    def passes(self) -> Passes:
+        # the KL attack's steps (after one forward pass for the clean reference), then clean + adversarial batch
+        return Passes(self.steps, 2, forward_only=1)
 
     def __repr__(self) -> str:
         return f"TRADES({self.threat}, beta={self.beta:g}, steps={self.steps})"

@@ -2,8 +2,8 @@
 
 The context is what a callback may read and do: the data and the model being trained, the run's config, the
 current threat (from the run's one ε schedule), measuring clean/PGD accuracy, comparing records the way
-``best.pt`` is chosen, keeping a candidate checkpoint of another model, rolling back to a saved checkpoint, and
-requesting a stop. The callbacks against robust overfitting live here: early stopping, EMA and SWA averages.
+``best.pt`` is chosen, keeping a candidate checkpoint of another model, rolling back to a saved checkpoint, switching
+the training to a safer setting (the guard's ``recover``), and requesting a stop. The callbacks against robust overfitting live here: early stopping, EMA and SWA averages.
 
 Each averaged model is its own *candidate*: evaluated on the validation split whenever the raw model
 is, logged under its own prefix (``ema_val_robust_acc``), kept in its own best checkpoint
@@ -91,6 +91,11 @@ class TrainContext:
         included)."""
         return [dict(r) for r in self._trainer.history]
 
+    @property
+    def setting(self) -> str:
+        """The training setting in use: the configured method's name, or the label of a safer one switched to."""
+        return self._trainer.setting
+
     # -- measure and compare
     def measure(self, model: nn.Module, split: str) -> Dict[str, float]:
         """Clean and PGD-``val_steps`` accuracy of ``model`` on the fixed val (or test) subset."""
@@ -117,6 +122,11 @@ class TrainContext:
         """Reload the model and optimizer from a checkpoint of this run; its epoch, or None if there is none."""
         return self._trainer.restore_from(checkpoint)
 
+    def switch_method(self, name: str, options: Dict[str, Any], changed: Dict[str, Any]) -> str:
+        """Train with method ``name`` and ``options`` from the next step on; ``changed`` (what differs from the
+        configured method) names the setting in the records. Saved in every checkpoint, so a resume keeps it."""
+        return self._trainer.switch_method(name, options, changed)
+
     def request_stop(self, reason: str) -> None:
         """End the run after this epoch; several reasons in one epoch are all kept, in order."""
         earlier = self._trainer.stop_reason
@@ -127,7 +137,8 @@ class Callback:
     """Hooks into the loop without the loop knowing what they do (EMA, guards, early stopping, ...).
 
     ``on_epoch_end`` may add keys to the epoch's record and may ask the context to stop the run. State that
-    must survive a resume goes in ``state_dict``/``load_state_dict`` (saved in every checkpoint under ``name``).
+    must survive a resume goes in ``state_dict``/``load_state_dict`` (saved in every checkpoint under ``name``);
+    ``events`` go into the run's ``results.json``.
     A callback that keeps a candidate model sets ``candidate`` to its prefix (``ema``): the trainer then tests
     ``best_<candidate>.pt`` at the end.
     """
@@ -149,6 +160,10 @@ class Callback:
         return {}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None: ...
+
+    def events(self) -> List[Dict[str, Any]]:
+        """What this callback did that the run's record should say (``results.json``'s ``guard_events``)."""
+        return []
 
 
 class EarlyStopping(Callback):

@@ -34,6 +34,7 @@ from ..results import Candidate, TrainingRecord, environment
 from ..schedules import ThreatSchedule, lr_factor
 from ..threat import ThreatModel, check_budget
 from .callbacks import Callback, TrainContext, default_callbacks
+from .cost import probe_wall_ratio, run_cost, setting_label
 from .guards import guard_callbacks
 from .run_folder import RunFolder, new_run_id
 
@@ -98,6 +99,10 @@ class Trainer:
         self.model = build_model(self.spec, user_code, f"run {str(self.out)!r}").to(self.device)
         self._setup_speed()
         self.method: Method = create_method(cfg.method, self.schedule.threat, **cfg.method_kwargs())
+        # the setting the run trains with: the configured method, until the guard switches to a safer one
+        self.setting = cfg.method
+        self.settings: Dict[str, Dict[str, Any]] = {cfg.method: {"method": cfg.method,
+                                                                 "options": cfg.method_kwargs()}}
         self.optimizer = self._make_optimizer()
         self.callbacks: List[Callback] = (default_callbacks(cfg, self.model) + guard_callbacks(cfg, self.method)
                                           + list(callbacks or []))
@@ -160,12 +165,12 @@ class Trainer:
                      ", torch.compile" * cfg.compile,
                      f", DDP over {self.dist.world_size} processes" if self.dist.enabled else "")
 
-    def _make_optimizer(self) -> torch.optim.Optimizer:
+    def _make_optimizer(self, model: Optional[nn.Module] = None) -> torch.optim.Optimizer:
         cfg = self.cfg
+        params = (model or self.model).parameters()
         if cfg.optimizer == "sgd":
-            return torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                   weight_decay=cfg.weight_decay)
-        return torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+            return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def _restore(self, state: Dict[str, Any]) -> None:
         """Everything of ``last.pt`` back in memory (the files are brought in line after the folder is locked)."""
@@ -173,6 +178,11 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.start_epoch = int(state["epoch"])
         self.best = dict(state["best"])
+        self.settings.update(state.get("settings", {}))
+        if state.get("setting", self.setting) != self.setting:  # the guard had switched to a safer setting
+            chosen = self.settings[state["setting"]]
+            self.method = create_method(chosen["method"], self.schedule.threat, **chosen["options"])
+            self.setting = state["setting"]
         for cb in self.callbacks:
             if cb.name in state.get("callbacks", {}):
                 cb.load_state_dict(state["callbacks"][cb.name])
@@ -191,6 +201,7 @@ class Trainer:
                 "best": dict(self.best), "rng": _rng_state(),
                 "callbacks": {cb.name: cb.state_dict() for cb in self.callbacks},
                 "grad_scaler": self.precision.state_dict(), "history": list(self.history), "run_id": self.run_id,
+                "setting": self.setting, "settings": {k: dict(v) for k, v in self.settings.items()},
                 "environment": environment()}
 
     # -- what callbacks reach through the context ---------------------------------------------------------
@@ -211,6 +222,16 @@ class Trainer:
         load_weights(self.model, state["model"], path)
         self.optimizer.load_state_dict(state["optimizer"])
         return int(state["epoch"])
+
+    def switch_method(self, name: str, options: Dict[str, Any], changed: Dict[str, Any]) -> str:
+        """Train with ``name(**options)`` from the next step on (the guard's safer setting); its label, which the
+        following epochs' records carry as ``train_setting``."""
+        label = setting_label(name, changed)
+        self.method = create_method(name, self.schedule.threat, **options)
+        self.settings[label] = {"method": name, "options": dict(options)}
+        self.setting = label
+        log.info("training setting: %s", label)
+        return label
 
     def robust_accuracy(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
                         steps: int) -> float:
@@ -334,6 +355,8 @@ class Trainer:
             start = time.perf_counter()
             faults.point("epoch_start")
             record: Dict[str, Any] = {"epoch": epoch + 1, **self.train_epoch(epoch)}
+            if self.setting != cfg.method:
+                record["train_setting"] = self.setting
             faults.point("after_train_epoch")
             if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
                 record.update(self.validate())
@@ -396,6 +419,7 @@ class Trainer:
         self.dist.broadcast_module(self.model)  # every rank evaluates rank 0's best weights
         best_epoch = self.dist.broadcast_object(best["epoch"] if best is not None else None)
         cfg = self.cfg
+        cost = self.cost()
         attacks = attack_list(self.threat, cfg.final_attacks, steps=cfg.eval_steps, restarts=cfg.eval_restarts)
         faults.point("mid_final_test")
         result = evaluate(self.model, self.data.x_test, self.data.y_test, attacks, progress=bool(self.progress),
@@ -418,7 +442,8 @@ class Trainer:
                                 threat=self.threat.to_dict(), best_epoch=best_epoch, last_epoch=last_epoch,
                                 epochs=cfg.epochs, seed=cfg.seed, stop_reason=self.stop_reason,
                                 candidates=candidates,
-                                train_seconds=round(sum(r.get("seconds", 0) for r in records), 2))
+                                train_seconds=round(sum(r.get("seconds", 0) for r in records), 2), cost=cost,
+                                guard_events=[e for cb in self.callbacks for e in cb.events()])
         if self.dist.is_main:
             faults.point("before_results")
             record.write(self.out / "results.json")
@@ -430,6 +455,34 @@ class Trainer:
                 write_learning_curves(records, self.out / "learning_curves.png",
                                       title=f"{self.data.name} {cfg.method}", best_epoch=best_epoch)
         return record
+
+
+    def cost(self) -> Dict[str, Any]:
+        """The run's cost relative to standard training (:mod:`armor.training.cost`): per setting trained with, its
+        epochs, passes per example and (``cost_probe`` > 0) the wall-time ratio measured side by side now."""
+        epochs: Dict[str, int] = {}
+        for r in self.history:
+            label = r.get("train_setting", self.cfg.method)
+            epochs[label] = epochs.get(label, 0) + 1
+        settings = []
+        for label in epochs or {self.cfg.method: 0}:
+            chosen = self.settings[label]
+            method = create_method(chosen["method"], self.schedule.threat, **chosen["options"])
+            entry: Dict[str, Any] = {"setting": label, "epochs": epochs.get(label, 0),
+                                     "passes": method.passes().to_dict()}
+            if self.cfg.cost_probe and chosen["method"] == "standard":
+                entry["wall_ratio"] = 1.0  # by definition
+            elif self.cfg.cost_probe:
+                share = self.cfg.batch_size // self.dist.world_size
+                x = to_memory_format(self.data.x_train[:share], self.channels_last)
+                entry.update(probe_wall_ratio(method, self.model, self._make_optimizer, x, self.data.y_train[:share],
+                                              self.cfg.cost_probe, self.precision))
+            settings.append(entry)
+        cost = run_cost(settings)
+        if self.cfg.cost_probe:
+            cost["probe"] = {"device": str(self.device), "threads": torch.get_num_threads(),
+                             "when": "after training, interleaved with standard steps on copies of the model"}
+        return cost
 
 
 def _warn_threads(state: Dict[str, Any]) -> None:
