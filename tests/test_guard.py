@@ -10,6 +10,7 @@ import torch
 from armor import TrainConfig, UserError
 from armor.data.datasets import default_data_dir
 from armor.training import Trainer
+from armor.training.callbacks import Callback
 from armor.io import read_jsonl
 from armor.training.guards import CatastrophicOverfittingGuard
 
@@ -132,28 +133,16 @@ def test_guard_catches_the_real_fgsm_rs_collapse_on_an_mnist_subset(tmp_path):
 RECOVER = {**TINY, "guard": "recover", "guard_drop": 5.0, "seed": 1, "chance_patience": 0}
 
 
-class _WeightsAtEpochEnd:
+class _WeightsAtEpochEnd(Callback):
     """A callback after the guard: the model's weights at the end of each epoch (what last.pt will hold)."""
 
-    name, candidate = "weights_probe", None
+    name = "weights_probe"
 
     def __init__(self):
         self.weights = {}
 
-    def on_train_start(self, ctx): ...
-
-    def on_step_end(self, ctx, out): ...
-
     def on_epoch_end(self, ctx, epoch, record):
         self.weights[epoch + 1] = {k: v.clone() for k, v in ctx.model.state_dict().items()}
-
-    def state_dict(self):
-        return {}
-
-    def load_state_dict(self, state): ...
-
-    def events(self):
-        return []
 
 
 def test_recover_rolls_back_to_best_switches_to_pgd2_and_finishes_the_run(tmp_path, monkeypatch):

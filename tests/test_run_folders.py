@@ -141,12 +141,12 @@ def test_an_interrupted_eval_of_one_checkpoint_is_not_resumed_by_another(tmp_pat
 
     monkeypatch.setattr(pgd.PGD, "perturb", flaky)
     with pytest.raises(KeyboardInterrupt):
-        armor.evaluate_checkpoint(a.out / "best.pt", attack=["pgd"], steps=2, batch_size=5, checks=False, out=str(out))
+        armor.evaluate_checkpoint(a.out / "best.pt", attack=["pgd"], steps=2, batch_size=1, checks=False, out=str(out))
     assert Path(str(out) + ".state.json").is_file()
     monkeypatch.setattr(pgd.PGD, "perturb", original)
-    resumed = armor.evaluate_checkpoint(b.out / "best.pt", attack=["pgd"], steps=2, batch_size=5, checks=False,
+    resumed = armor.evaluate_checkpoint(b.out / "best.pt", attack=["pgd"], steps=2, batch_size=1, checks=False,
                                         out=str(out))
-    fresh = armor.evaluate_checkpoint(b.out / "best.pt", attack=["pgd"], steps=2, batch_size=5, checks=False,
+    fresh = armor.evaluate_checkpoint(b.out / "best.pt", attack=["pgd"], steps=2, batch_size=1, checks=False,
                                       out=str(tmp_path / "fresh.json"))
     assert resumed.result.to_dict() == fresh.result.to_dict()  # b's own numbers, not a's half-done state
     # and by default every checkpoint of a run writes its own record (and resume state)
