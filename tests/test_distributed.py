@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 
 import pytest
@@ -15,36 +13,21 @@ from armor.eval.robust import evaluate
 from armor.io import read_jsonl
 from armor.results import Evaluation, TrainingRecord, read_record
 from armor.training import Trainer
+from launch import run_in_own_group, torchrun_available
 
 RUN = dict(method="pgd_at", steps=2, epochs=3, batch_size=32, val_steps=3, test_size=200, eval_attacks=["pgd"], eval_steps=5)
 
 
-def _torchrun_available() -> bool:
-    try:
-        import torch.distributed.run  # noqa: F401
-    except ImportError:
-        return False
-    return torch.distributed.is_available() and torch.distributed.is_gloo_available()
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not _torchrun_available(), reason="torch.distributed with gloo is not available here")
+@pytest.mark.skipif(not torchrun_available(), reason="torch.distributed with gloo is not available here")
 def test_torchrun_two_processes_match_one_process(tmp_path):
     out = tmp_path / "ddp"
     args = ["--" + k.replace("_", "-") + "=" + str(v) for k, v in RUN.items() if k != "eval_attacks"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "armor", "train", *args, "--eval-attacks", "pgd", "--out", str(out), "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    # its own process group, so a hang kills the launcher and both workers, not the launcher alone
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
-    try:
-        stdout, stderr = proc.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
-    assert proc.returncode == 0, stderr[-3000:]
+    code, stdout, stderr = run_in_own_group(cmd, env=env)
+    assert code == 0, stderr[-3000:]
     assert stdout.count("results:") == 1  # one report, from rank 0
 
     # one set of files, written once: rank 0 only

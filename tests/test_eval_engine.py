@@ -13,6 +13,7 @@ from armor.attacks.suites import suite_attacks
 from armor.eval import evaluate
 from armor.results import Evaluation
 from armor.streams import Streams
+from launch import run_in_own_group, torchrun_available
 
 #: the standard suite at a small budget: every kind of randomness (APGD starts, APGD-T targets, Square windows)
 SMALL = dict(steps=10, queries=150, n_target_classes=3)
@@ -170,19 +171,9 @@ def test_each_attack_runs_once_over_full_batches(robust_run, digits, threat, mod
 
 
 # -- torchrun: the examples sharded over processes, merged exactly ---------------------------------------------------
-def _torchrun_available() -> bool:
-    try:
-        import torch.distributed.run  # noqa: F401
-    except ImportError:
-        return False
-    return torch.distributed.is_available() and torch.distributed.is_gloo_available()
-
-
-@pytest.mark.skipif(not _torchrun_available(), reason="torch.distributed with gloo is not available here")
+@pytest.mark.skipif(not torchrun_available(), reason="torch.distributed with gloo is not available here")
 def test_torchrun_evaluation_gives_the_one_process_per_example_results(robust_run, tmp_path):
     import os
-    import signal
-    import subprocess
     import sys
     from pathlib import Path
 
@@ -196,15 +187,9 @@ def test_torchrun_evaluation_gives_the_one_process_per_example_results(robust_ru
     for procs in (1, 2):
         launch = [] if procs == 1 else ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}"]
         out = tmp_path / f"eval{procs}.json"
-        proc = subprocess.Popen([sys.executable, *launch, *args, "--out", str(out)], cwd=root, env=env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-        try:
-            stdout, stderr = proc.communicate(timeout=300)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            raise
-        assert proc.returncode == 0, stderr[-3000:]
+        code, stdout, stderr = run_in_own_group([sys.executable, *launch, *args, "--out", str(out)], cwd=root,
+                                                env=env)
+        assert code == 0, stderr[-3000:]
         assert stdout.count("results:") == 1  # one report, from rank 0
         records[procs] = read_record(out, EvaluationRecord).result
         assert not list(tmp_path.glob("*.state.json*"))  # every rank's resume state removed at the end

@@ -435,17 +435,10 @@ def load_dataset(name: str = "digits", data_dir: Optional[str] = None, val_size:
     """Load a named dataset, an ``.npz`` path, an image folder (train/ and test/ class sub-folders) or a
     CIFAR-10 pickle folder, with a fixed split."""
     name = str(name)
-    if name == "breast_cancer":
+    embedded = {"digits": load_digits_dataset, "breast_cancer": load_breast_cancer_dataset}.get(name)
+    if embedded is not None:  # scikit-learn's sets: their own default validation size, subsets drawn after
         kw = {} if val_size is None else {"val_size": val_size}
-        data = load_breast_cancer_dataset(seed=seed, **kw)
-        if train_size is not None or test_size is not None:
-            xtr, ytr = _subset(data.x_train, data.y_train, train_size, seed)
-            xte, yte = _subset(data.x_test, data.y_test, test_size, seed)
-            data = replace(data, x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
-        return data
-    if name == "digits":
-        kw = {} if val_size is None else {"val_size": val_size}
-        data = load_digits_dataset(seed=seed, **kw)
+        data = embedded(seed=seed, **kw)
         if train_size is not None or test_size is not None:
             xtr, ytr = _subset(data.x_train, data.y_train, train_size, seed)
             xte, yte = _subset(data.x_test, data.y_test, test_size, seed)
