@@ -337,8 +337,18 @@ class Check:
             proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=str(ROOT), env=self.env,
                                     preexec_fn=os.setpgrp)
             timed_out = False
+            ends = time.perf_counter() + max(limit, 1)
             try:
-                rc = proc.wait(timeout=max(limit, 1))
+                while True:
+                    # short waits, so that a signal whose exception Python swallowed (one landing in an at-fork
+                    # hook of Popen is only printed) still stops the part
+                    raise_if_interrupted()
+                    try:
+                        rc = proc.wait(timeout=max(min(0.5, ends - time.perf_counter()), 0.01))
+                        break
+                    except subprocess.TimeoutExpired:
+                        if time.perf_counter() >= ends:
+                            raise
             except subprocess.TimeoutExpired:
                 timed_out = True
                 _kill_group(proc)
@@ -760,8 +770,18 @@ class Interrupted(BaseException):
     """A signal to this script (SIGTERM from a time limit, SIGINT, SIGHUP) — not a part's failure."""
 
 
+_SIGNALLED: List[str] = []
+
+
 def _interrupt(signum: int, _frame: Any) -> None:
-    raise Interrupted(signal.Signals(signum).name)
+    _SIGNALLED.append(signal.Signals(signum).name)
+    raise Interrupted(_SIGNALLED[0])
+
+
+def raise_if_interrupted() -> None:
+    """Raise the signal's Interrupted again where Python swallowed it (raised inside an at-fork or logging hook)."""
+    if _SIGNALLED:
+        raise Interrupted(_SIGNALLED[0])
 
 
 def _run_steps(check: Check, parts: Sequence[str]) -> None:
@@ -774,6 +794,7 @@ def _run_steps(check: Check, parts: Sequence[str]) -> None:
             for name in names:
                 check.record(name, {"status": "skipped", "seconds": 0.0, "error": "the time budget is spent"})
             continue
+        raise_if_interrupted()
         check.running = names
         try:
             if names[0].startswith("bench_"):
@@ -793,6 +814,7 @@ def _run_steps(check: Check, parts: Sequence[str]) -> None:
         check.running = []
         for name in names:
             check.record(name, results[name])
+    raise_if_interrupted()  # a swallowed signal during the last part: the run was still cut short
 
 
 # == internal entry points (run in their own processes) =================================================================

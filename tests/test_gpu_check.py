@@ -268,6 +268,17 @@ def test_a_signal_stops_the_running_part_and_still_writes_the_report(tmp_path):
     assert not report["all_ok"] and "interrupted by SIGTERM" in (out / "gpu_check.txt").read_text()
 
 
+def test_a_signal_python_swallowed_still_stops_the_running_part(tmp_path, monkeypatch):
+    """A SIGTERM landing in Popen's at-fork logging hook is only printed by Python (this happened in CI): the part's
+    wait still sees it, kills the child and raises Interrupted instead of letting the part run to its end."""
+    check = _check(tmp_path)
+    monkeypatch.setattr(gpu_check, "_SIGNALLED", ["SIGTERM"])
+    start = time.perf_counter()
+    with pytest.raises(gpu_check.Interrupted, match="SIGTERM"):
+        check.run_process("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"], limit=120)
+    assert time.perf_counter() - start < 30
+
+
 def test_the_wrapper_stashes_then_runs_from_the_stash(tmp_path, chunked):
     """gpu_check.sh as the device runs it, in a copy of the checkout: a call that carried chunks stashes them outside
     the checkout; the run finds them there (no --chunks given)."""
