@@ -4,7 +4,7 @@ An evaluation draws every random start, restart and Square proposal from :class:
 comes from the stream of example ``index[i]`` (its position in the evaluated split) under a key — the seed, the
 attack's label and what the draw is for (``("start", restart)``, ``("window", query)``, ...). The numbers are a
 counter-based hash of (seed, key, draw number, example index, element position), computed with 32-bit integer
-arithmetic in int64 tensors on the inputs' device (no product reaches 2^63, so every device gives the same bits):
+arithmetic (numpy uint32, wrapping mod 2^32) and moved to the inputs' device, so every device gives the same bits:
 no ``torch.Generator`` per example and no global RNG. An example therefore gets the same random numbers in a
 batch of 17 or 256, on one process or eight, and after a resume. (Floating-point results of a model can still
 differ slightly between batch shapes; the random numbers do not.)
@@ -22,25 +22,21 @@ import hashlib
 import math
 from typing import Any, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 
 _M32 = 0xFFFFFFFF
-_M16 = 0xFFFF
+_U16, _U15 = np.uint32(16), np.uint32(15)
+_C1, _C2 = np.uint32(0x7FEB352D), np.uint32(0x846CA68B)
 
 
-def _mul32(h: torch.Tensor, c: int) -> torch.Tensor:
-    """``h · c mod 2^32`` for 32-bit ``h`` and ``c`` without any int64 product above 2^49."""
-    lo, hi = h & _M16, h >> 16
-    return (lo * c + (((hi * c) & _M16) << 16)) & _M32
-
-
-def _mix(h: torch.Tensor) -> torch.Tensor:
-    """lowbias32 (C. Wellons): a bijection of 32-bit values with good avalanche."""
-    h = h ^ (h >> 16)
-    h = _mul32(h, 0x7FEB352D)
-    h = h ^ (h >> 15)
-    h = _mul32(h, 0x846CA68B)
-    return h ^ (h >> 16)
+def _mix(h: np.ndarray) -> np.ndarray:
+    """lowbias32 (C. Wellons): a bijection of 32-bit values with good avalanche (uint32 arrays, products mod 2^32)."""
+    h = h ^ (h >> _U16)
+    h = h * _C1
+    h = h ^ (h >> _U15)
+    h = h * _C2
+    return h ^ (h >> _U16)
 
 
 class Streams:
@@ -85,11 +81,15 @@ class Streams:
         if not shape or shape[0] != len(self):
             raise ValueError(f"a draw from {self!r} must have one row per stream, got shape {shape}")
         k1, k2, k3 = self._words()
-        idx = self.index.to(device)
-        row = _mix(_mix((idx & _M32) ^ k1) ^ ((idx >> 32) & _M32) ^ k2)
+        # numpy's uint32 arithmetic wraps mod 2^32 by definition (the same bits on every machine), and a dozen
+        # numpy operations on a Square proposal's few numbers cost a tenth of as many torch kernel calls
+        idx = self.index.cpu().numpy().astype(np.int64)
+        row = _mix(_mix((idx & _M32).astype(np.uint32) ^ np.uint32(k1)) ^ (idx >> 32).astype(np.uint32)
+                   ^ np.uint32(k2))
         per_row = math.prod(shape[1:])
-        pos = _mix(torch.arange(per_row, device=device, dtype=torch.long) ^ k3)
-        return _mix(row[:, None] ^ pos[None, :]).reshape(shape)
+        pos = _mix(np.arange(per_row, dtype=np.uint32) ^ np.uint32(k3))
+        out = _mix(row[:, None] ^ pos[None, :]).astype(np.int64).reshape(shape)
+        return torch.from_numpy(out).to(device)
 
     # -- distributions -----------------------------------------------------------------------------------------------
     def uniform(self, shape: Sequence[int], like: torch.Tensor) -> torch.Tensor:

@@ -50,6 +50,20 @@ def robust_run(tmp_path_factory):
     return _train(tmp_path_factory, "pgd_at", epochs=20)
 
 
+@pytest.fixture(scope="session")
+def tiny_robust_run(tmp_path_factory):
+    """A PGD-AT ``tiny_cnn`` (Wong et al.'s MNIST net) on digits with a test split of 100 images, for the tests that
+    run attacks at their full budget (AutoAttack, EOT references): a forward pass costs a tenth of ``small_cnn``'s
+    (0.6 vs 5.7 ms for 50 digits on one thread). About 10 s to train: clean 98 %, PGD-10 41 %, AutoAttack 29 %."""
+    out = tmp_path_factory.mktemp("run_tiny_pgd_at")
+    cfg = TrainConfig(method="pgd_at", eps=EPS, epochs=20, model="tiny_cnn", test_size=100, out=str(out),
+                      eval_attacks=["pgd"], eval_steps=10)
+    trainer = Trainer(cfg, overwrite=True, progress=False)
+    summary = trainer.fit()
+    trainer.model.eval()
+    return {"model": trainer.model, "summary": summary, "out": out, "data": load_dataset("digits", test_size=100)}
+
+
 @pytest.fixture
 def test_batch(digits):
     """The first 200 digits test images (a fixed subset keeps the attack tests fast)."""

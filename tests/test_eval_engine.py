@@ -41,6 +41,17 @@ def test_an_examples_random_numbers_do_not_depend_on_its_batch():
         assert not torch.equal(other.uniform((4, 50), like), base)
 
 
+def test_stream_bits_are_the_recorded_ones():
+    """The hash's output, fixed: recorded evaluations, seeds in papers and resumed runs depend on these exact bits
+    (they were recorded from the first, int64-tensor implementation; an index above 2^32 uses its high word)."""
+    s = Streams(7, torch.tensor([0, 1, 2, 2 ** 33 + 5]), ("apgd-ce",)).child("start", 0)
+    assert s.bits((4, 3), torch.device("cpu")).tolist() == [
+        [3150474296, 1200069472, 1132217536], [1593489253, 572949028, 4083254687],
+        [489154768, 1294127678, 1903067927], [3223817769, 1357863369, 3115423666]]
+    assert s.bits((4, 2), torch.device("cpu")).tolist() == [  # the second draw of the same stream
+        [2772228658, 550780769], [1306382008, 1192309012], [3872764629, 3113230353], [697851794, 1074118526]]
+
+
 def test_stream_numbers_have_the_right_distributions():
     s = Streams(0, torch.arange(100), ("t",))
     u = s.uniform((100, 1000), torch.zeros(1))
@@ -201,14 +212,15 @@ def test_torchrun_evaluation_gives_the_one_process_per_example_results(robust_ru
 
 
 # -- randomised models: every point classified over many draws ----------------------------------------------------
-def test_randomised_model_headline_is_the_mean_over_draws_near_an_eot_reference(standard_run, robust_run, digits,
-                                                                                   threat):
+def test_randomised_model_headline_is_the_mean_over_draws_near_an_eot_reference(tiny_robust_run, threat):
+    """On the PGD-AT tiny_cnn behind Gaussian noise (σ = 0.2), its 100 test images: the reference is 38.1 % (seeds
+    1, 2: 36.3, 35.4) and the suite's headline 34.8 % (34.2, 34.3) — below it, as a stronger attack should be."""
     from masked_models import masked
 
     from armor.eval.run import evaluate_robustness
 
-    model = masked("noise", standard_run["model"], robust_run["model"])  # Gaussian noise σ = 0.2 → PGD-AT
-    x, y = digits.x_test[:100], digits.y_test[:100]
+    model = masked("noise", None, tiny_robust_run["model"])  # Gaussian noise σ = 0.2 → PGD-AT
+    x, y = tiny_robust_run["data"].x_test, tiny_robust_run["data"].y_test
     # the reference: EOT-PGD-100 (10 samples per gradient, final iterate), its points classified over 20 draws
     torch.manual_seed(0)
     x_ref = create_attack("pgd", threat, steps=100, eot=10, keep_best=False)(model, x, y)
