@@ -179,7 +179,7 @@ def test_nan_policy_skip_skips_the_step_and_logs_it(tmp_path, monkeypatch, capsy
     assert state["epoch"] == 3 and all(torch.isfinite(v).all() for v in state["model"].values())
 
 
-def test_checkpoints_are_tensors_and_plain_metadata_and_export_to_safetensors(robust_run, tmp_path, capsys):
+def test_checkpoints_are_tensors_and_plain_metadata_and_export_to_safetensors(robust_run, digits, tmp_path, capsys):
     from safetensors import safe_open
 
     best = robust_run["out"] / "best.pt"
@@ -201,7 +201,7 @@ def test_checkpoints_are_tensors_and_plain_metadata_and_export_to_safetensors(ro
 
     model = build_model(ModelSpec.from_dict(json.loads(meta["model_spec"])))
     model.load_state_dict(load_file(str(out)))
-    x = robust_run["trainer"].data.x_test[:50].cpu()
+    x = digits.x_test[:50]
     assert torch.equal(model.eval()(x).argmax(1), robust_run["model"].cpu()(x).argmax(1))
 
 
