@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 
 import pytest
 import torch
@@ -240,12 +241,20 @@ def _run_killed(tmp_path, name, fault=None, extra=()):
                           capture_output=True, text=True, timeout=300, start_new_session=True)
 
 
+@pytest.fixture(scope="module")
+def whole_recovering_run(tmp_path_factory):
+    """The uninterrupted run each kill case is compared with (deterministic: trained once for all of them)."""
+    root = tmp_path_factory.mktemp("recovering")
+    whole = _run_killed(root, "whole")
+    assert whole.returncode == 0, whole.stderr
+    return root / "whole"
+
+
 @pytest.mark.parametrize("fault", ["after_recovery:1", "after_last:3", "epoch_start:5"])
-def test_a_kill_during_or_after_a_recovery_resumes_to_the_same_run(fault, tmp_path):
+def test_a_kill_during_or_after_a_recovery_resumes_to_the_same_run(fault, whole_recovering_run, tmp_path):
     import signal
 
-    whole = _run_killed(tmp_path, "whole")
-    assert whole.returncode == 0, whole.stderr
+    shutil.copytree(whole_recovering_run, tmp_path / "whole")
     killed = _run_killed(tmp_path, "killed", fault)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     again = _run_killed(tmp_path, "killed", extra=["--resume"])
