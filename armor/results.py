@@ -32,6 +32,8 @@ from .io import read_json, write_json
 from .version import __version__
 
 SCHEMA_VERSION = 1
+#: a run folder's identity (``run_id``), written by ``training.run_folder``: a JSON file beside the records, not one
+RUN_ID_FILE = "run.json"
 MODES = ("independent", "ensemble")
 
 

@@ -108,6 +108,20 @@ def test_missing_sections_say_not_measured(report, tmp_path):
     assert "store them once with `armor figures RUN`" in section(page, "corruptions")
 
 
+def test_a_run_folders_own_files_are_read_without_a_word_and_a_stray_json_is_named(report, tmp_path, caplog):
+    """run.json (the run's identity) is armor's own file: no "not a result record" line for it; a JSON file that is
+    no armor record is left out and named."""
+    import logging
+
+    run = shutil.copytree(report["rob"], tmp_path / "run")
+    assert (run / "run.json").is_file()
+    (run / "notes.json").write_text('{"mine": 1}')
+    with caplog.at_level(logging.INFO, logger="armor"):
+        load_runs([run])
+    skipped = [r.getMessage() for r in caplog.records if "not an armor result record" in r.getMessage()]
+    assert skipped == [f"{run / 'notes.json'} is not an armor result record; not in the report"]
+
+
 def test_rendering_writes_nothing_into_the_run_folders(report, tmp_path):
     """The renderer only reads: a read-only copy of a run renders, and no file in it changes or appears."""
     import os

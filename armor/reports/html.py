@@ -26,8 +26,8 @@ import numpy as np
 from .. import locks
 from ..budgets import norm_symbol
 from ..errors import UserError
-from ..results import (EpsSweep, Evaluation, EvaluationRecord, FiguresRecord, TrainingRecord, is_record,
-                       parse_record)
+from ..results import (RUN_ID_FILE, EpsSweep, Evaluation, EvaluationRecord, FiguresRecord, TrainingRecord,
+                       is_record, parse_record)
 from . import plots
 from .table import format_table
 
@@ -78,7 +78,7 @@ def load_run(run_dir: str | Path, label: Optional[str] = None) -> Dict[str, Any]
     figures: Optional[FiguresRecord] = None
     sweeps: List[Tuple[str, EpsSweep]] = []
     for path in sorted(run.glob("*.json")):
-        if path.name.endswith(".state.json"):
+        if path.name.endswith(".state.json") or path.name == RUN_ID_FILE:  # resume state, the run's identity
             continue
         raw = _read_json(path)
         if not is_record(raw):

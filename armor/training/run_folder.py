@@ -22,11 +22,12 @@ from typing import Any, Dict, List, Optional
 from .. import locks
 from ..errors import UserError, opt
 from ..io import read_json, remove_stale_temp_files, write_json
+from ..results import RUN_ID_FILE
 
 log = logging.getLogger("armor")
 
 #: what a run that never finished an epoch leaves behind (it may be started again without overwrite)
-START_FILES = {"config.yaml", "run.json", "metrics.jsonl"}
+START_FILES = {"config.yaml", RUN_ID_FILE, "metrics.jsonl"}
 
 
 def _written_before_last(name: str) -> bool:
@@ -164,10 +165,10 @@ class RunFolder:
 
     # -- which run this is ---------------------------------------------------------------------------------------
     def write_identity(self, run_id: str, extra: Dict[str, Any]) -> None:
-        write_json(self.path / "run.json", {"run_id": run_id, **extra})
+        write_json(self.path / RUN_ID_FILE, {"run_id": run_id, **extra})
 
     def identity(self) -> Optional[str]:
-        path = self.path / "run.json"
+        path = self.path / RUN_ID_FILE
         if not path.is_file():
             return None
         try:
