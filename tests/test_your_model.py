@@ -406,3 +406,19 @@ def test_the_readme_snippet_runs_twice_and_reports_its_own_models_robustness(tmp
         robust = float(re.search(r"robust accuracy: ([\d.]+) %", last).group(1))
         assert robust > 20, last  # the model it trained, not chance (10 %)
         assert json.loads((tmp_path / "runs" / "readme" / "results.json").read_text())["epochs"] == 10
+
+
+def _registered():
+    from armor.attacks import ATTACKS
+    from armor.methods import METHODS
+    from armor.models import MODELS
+
+    return [(kind, name) for kind, registry in (("Attacks", ATTACKS), ("Methods", METHODS), ("Models", MODELS))
+            for name in registry.names()]
+
+
+@pytest.mark.parametrize("kind,name", _registered())
+def test_every_registered_attack_method_and_model_is_named_in_the_readme_concepts(kind, name):
+    concepts = re.search(r"\n## Concepts\n(.*?)\n## ", (ROOT / "README.md").read_text(), re.S).group(1)
+    entry = re.search(rf"- \*\*{kind}\*\* (.*?)(?=\n- \*\*|\Z)", concepts, re.S).group(1)
+    assert f"`{name}`" in entry, f"README Concepts, {kind}: `{name}` is registered but not named"
