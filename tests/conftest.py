@@ -41,14 +41,15 @@ def _shared_root(tmp_path_factory) -> Path:
 _BACKGROUND: list = []
 
 
-def pytest_collection_modifyitems(session, config, items):
-    """The first worker (or a plain pytest process) starts training the session's runs its tests need."""
+def pytest_collection_finish(session):
+    """The first worker (or a plain pytest process) starts training the session's runs its selected tests need
+    (after ``-k``/``-m`` deselection: nothing trains for a test that will not run)."""
     if os.environ.get("PYTEST_XDIST_WORKER", "gw0") != "gw0":
         return
-    needed = {shared_runs.FIXTURES[f] for item in items for f in getattr(item, "fixturenames", ())
+    needed = {shared_runs.FIXTURES[f] for item in session.items for f in getattr(item, "fixturenames", ())
               if f in shared_runs.FIXTURES}
     if needed:
-        _BACKGROUND.extend(shared_runs.start_background(_shared_root(config._tmp_path_factory), needed))
+        _BACKGROUND.extend(shared_runs.start_background(_shared_root(session.config._tmp_path_factory), needed))
 
 
 def pytest_sessionfinish(session, exitstatus):
