@@ -178,8 +178,10 @@ def test_l1_training_config_defaults_and_refusals():
 
 
 def test_l1_pgd_at_beats_standard_training_under_apgd_l1(standard_run, tmp_path, digits):
+    """L1 PGD-AT of the small tiny_cnn (a third of small_cnn's training time here) against the session's standard
+    small_cnn, on the same 200 test images: 51.5 % vs 12.5 % under APGD-L1-50 at ε = 2, clean 91 %."""
     torch.manual_seed(0)
-    cfg = TrainConfig(method="pgd_at", norm="l1", eps=L1_EPS, epochs=15, out=str(tmp_path / "l1"),
+    cfg = TrainConfig(method="pgd_at", norm="l1", eps=L1_EPS, epochs=15, out=str(tmp_path / "l1"), model="tiny_cnn",
                       eval_attacks=["apgd"], eval_steps=10)
     trainer = Trainer(cfg, overwrite=True, progress=False)
     summary = trainer.fit()
