@@ -361,11 +361,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 # -- eval --------------------------------------------------------------------------------------------------------------
 def cmd_eval(args: argparse.Namespace) -> int:
     from .config import EvalConfig
-    from .io import check_file
-
-    for key in ("checkpoint", "weights"):  # a mistyped path answers before anything loads torch
-        if getattr(args, key, None) is not None:
-            check_file(getattr(args, key), key)
     options = EvalConfig.from_dict(_given(args, args.config_fields)).check_source()
     from .eval.checks import format_checks
     from .eval.run import evaluate_checkpoint, output_path
