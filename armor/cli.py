@@ -361,6 +361,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 # -- eval --------------------------------------------------------------------------------------------------------------
 def cmd_eval(args: argparse.Namespace) -> int:
     from .config import EvalConfig
+
     options = EvalConfig.from_dict(_given(args, args.config_fields)).check_source()
     from .eval.checks import format_checks
     from .eval.run import evaluate_checkpoint, output_path
