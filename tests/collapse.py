@@ -3,8 +3,9 @@ at the given epochs and a healthy 60 % otherwise, whatever the weights are (with
 robust accuracy, the guard fires at those epochs). It depends only on the epoch, so a killed and resumed run sees
 exactly what an uninterrupted one sees.
 
-``python tests/collapse.py EPOCHS ARMOR-ARGS...`` runs ``armor ARMOR-ARGS`` with the collapse at the comma-separated
-1-based ``EPOCHS`` (used by the kill-and-resume tests, which need a separate process).
+The kill-and-resume tests, which need a process of their own, call :func:`install` in it before the command
+(``launch.armor_run(..., before=("collapse", "install", ([3],)))``); ``python tests/collapse.py EPOCHS ARMOR-ARGS...``
+does the same from a shell (the collapse at the comma-separated 1-based ``EPOCHS``).
 """
 from __future__ import annotations
 

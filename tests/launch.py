@@ -29,3 +29,144 @@ def run_in_own_group(cmd: List[str], timeout: float = 300, **popen) -> Tuple[int
         proc.communicate()
         raise
     return proc.returncode, stdout, stderr
+
+
+# == armor commands (and Python snippets) in pre-imported processes ====================================================
+# An armor command started as `python -m armor` spends 4–7 s importing torch, torch._dynamo (the first optimizer
+# step pulls it in), scikit-learn and armor before its first batch; the kill-and-resume tests start ~30 of them.
+# `ArmorProcess` forks each from a server process that imported all of that once (multiprocessing's forkserver, one
+# per test process): each is still its own OS process — its own pid, session and process group, killed by real
+# signals, the exit status as `subprocess` reports it (-N for signal N), stdout and stderr captured — but it starts
+# warm. Tests about a fresh interpreter itself (thread settings read when torch loads, `python -m armor`, the
+# README's commands as printed) keep starting one with `subprocess`.
+import atexit  # noqa: E402
+import io  # noqa: E402
+import multiprocessing  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Dict, Optional, Sequence  # noqa: E402
+
+#: what the server imports once, by name from site-packages (Python 3.11's forkserver does not put the tests'
+#: sys.path in place for these imports, and it skips a module it cannot import without a word)
+WARM_MODULES = ["torch", "torch._dynamo", "sklearn.datasets", "sklearn.model_selection", "matplotlib", "armor.cli",
+                "armor.attacks", "armor.data", "armor.eval", "armor.methods", "armor.models", "armor.reports",
+                "armor.training"]
+_context = None
+_dirs: list = []
+
+
+@atexit.register
+def _clean() -> None:
+    for path in _dirs:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _forkserver():
+    global _context
+    if _context is None:
+        _context = multiprocessing.get_context("forkserver")
+        _context.set_forkserver_preload(WARM_MODULES)
+    return _context
+
+
+def _child(job, env, out_path, err_path, cwd, before):  # runs in the forked process
+    os.setsid()  # its own session and process group, as start_new_session=True: a fault kills only this process
+    for fd, path in ((1, out_path), (2, err_path)):
+        target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(target, fd)
+        os.close(target)
+    # unbuffered, as PYTHONUNBUFFERED=1: what was printed before a kill is in the file
+    sys.stdout = io.TextIOWrapper(open(1, "wb", buffering=0, closefd=False), write_through=True)
+    sys.stderr = io.TextIOWrapper(open(2, "wb", buffering=0, closefd=False), write_through=True)
+    os.environ.clear()
+    os.environ.update(env)
+    if cwd:
+        os.chdir(cwd)
+    if before:  # (module, function, args): e.g. the guard tests' scripted collapse
+        module, function, args = before
+        getattr(__import__(module), function)(*args)
+    kind, payload, argv = job
+    if kind == "code":  # as `python -c CODE ARGV...`
+        sys.argv = ["-c", *argv]
+        exec(compile(payload, "<string>", "exec"), {"__name__": "__main__"})
+        sys.exit(0)
+    from armor.cli import main
+
+    sys.exit(main(list(argv)))
+
+
+class ArmorProcess:
+    """One armor command — ``ArmorProcess(["train", ...])`` — or Python snippet (``code=``, with ``argv`` as its
+    ``sys.argv[1:]``) in a warm-started process of its own; the part of ``subprocess.Popen`` the tests use, with
+    stdout/stderr read as text by :meth:`stdout`/:meth:`stderr` (also while it runs)."""
+
+    def __init__(self, argv: Sequence[str] = (), env: Optional[Dict[str, str]] = None, cwd=None, before=None,
+                 code: Optional[str] = None):
+        self._dir = Path(tempfile.mkdtemp(prefix="armor-proc-"))
+        _dirs.append(self._dir)
+        self._out, self._err = self._dir / "stdout", self._dir / "stderr"
+        job: Any = ("code", code, list(argv)) if code is not None else ("armor", None, list(argv))
+        self._proc = _forkserver().Process(target=_child, args=(job, dict(os.environ if env is None else env),
+                                                                str(self._out), str(self._err),
+                                                                cwd and str(cwd), before))
+        self._proc.start()
+        self.pid = self._proc.pid
+        self.args = ["python", "-c", "..."] if code is not None else ["armor", *argv]
+
+    @property
+    def returncode(self) -> Optional[int]:
+        return self._proc.exitcode
+
+    def poll(self) -> Optional[int]:
+        return self._proc.exitcode
+
+    def wait(self, timeout: Optional[float] = None) -> int:
+        self._proc.join(timeout)
+        if self._proc.exitcode is None:
+            raise subprocess.TimeoutExpired(self.args, timeout)
+        return self._proc.exitcode
+
+    def send_signal(self, sig: int) -> None:
+        if self._proc.exitcode is None:
+            os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """SIGKILL its whole process group (what it started too), then reap it."""
+        if self._proc.exitcode is None:
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self._proc.join(30)
+
+    def stdout(self) -> str:
+        return self._out.read_text(errors="replace") if self._out.is_file() else ""
+
+    def stderr(self) -> str:
+        return self._err.read_text(errors="replace") if self._err.is_file() else ""
+
+    def wait_for_line(self, line: str, timeout: float = 120) -> None:
+        """Until ``line`` is a whole line of its stdout (an AssertionError with its stderr if it exits first)."""
+        deadline = time.monotonic() + timeout
+        while line not in self.stdout().splitlines():
+            assert self.poll() is None, f"exited {self.poll()} before printing {line!r}: {self.stderr()[-2000:]}"
+            assert time.monotonic() < deadline, f"no {line!r} within {timeout} s"
+            time.sleep(0.02)
+
+
+def armor_run(argv: Sequence[str], env: Optional[Dict[str, str]] = None, timeout: float = 300, cwd=None,
+              before=None) -> subprocess.CompletedProcess:
+    """Run one armor command (``armor_run(["train", ...])``) to its end in a warm-started process of its own, like
+    ``subprocess.run(..., capture_output=True, text=True, timeout=..., start_new_session=True)``."""
+    proc = ArmorProcess(argv, env=env, cwd=cwd, before=before)
+    try:
+        proc.wait(timeout)
+    finally:
+        proc.kill()  # after a timeout: the command and anything it started
+    return subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout(), proc.stderr())

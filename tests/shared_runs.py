@@ -4,16 +4,15 @@ However many pytest-xdist workers ask, a run is trained once: whoever holds its 
 workers share trains it and marks it done; everyone else waits on the lock and then reads the finished run. So that
 no worker sits idle while a run trains, the first worker (or a plain pytest process) starts the runs its collected
 tests need in background processes as soon as collection ends (``start_background``): they take their locks first
-thing and train beside the tests that need no trained model. Run as ``python shared_runs.py NAME DIR`` it trains
-one run (what the background processes do)."""
+thing and train beside the tests that need no trained model. ``python shared_runs.py NAME DIR`` trains one run
+from a shell."""
 from __future__ import annotations
 
 import fcntl
 import os
-import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, Iterable, List
+from typing import Dict, Iterable
 
 EPS = 0.2
 
@@ -47,16 +46,20 @@ def ensure(root: Path, name: str) -> Path:
     return out
 
 
-def start_background(root: Path, names: Iterable[str]) -> List[subprocess.Popen]:
-    """One background process per run not yet done, each training it under its lock (one torch thread each)."""
+def start_background(root: Path, names: Iterable[str]) -> list:
+    """One background process per run not yet done, each training it under its lock (one torch thread each),
+    forked warm (``launch.ArmorProcess``); its output is in ``shared_run_NAME.log``."""
+    from launch import ArmorProcess
+
     procs = []
     for name in sorted(set(names), key=list(RUNS).index):
         if (folder(root, name) / "DONE").is_file():
             continue
-        log = open(root / f"shared_run_{name}.log", "w")
-        procs.append(subprocess.Popen([sys.executable, __file__, name, str(root)], stdout=log,
-                                      stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"}))
-        log.close()
+        code = ("import sys; from pathlib import Path; import shared_runs; "
+                "sys.stdout = sys.stderr = open(sys.argv[3], 'w', buffering=1); "
+                "shared_runs.ensure(Path(sys.argv[2]), sys.argv[1])")
+        procs.append(ArmorProcess([name, str(root), str(root / f"shared_run_{name}.log")], code=code,
+                                  env={**os.environ, "OMP_NUM_THREADS": "1"}))
     return procs
 
 

@@ -224,21 +224,19 @@ def test_recover_is_the_default_for_single_step_methods_and_its_options_are_chec
 
 
 def _run_killed(tmp_path, name, fault=None, extra=()):
+    """``armor train`` with the scripted collapse at epoch 3 (tests/collapse.py), in a process of its own."""
     import os
-    import subprocess
-    import sys
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    from launch import armor_run
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if fault:
         env["ARMOR_FAULT"] = fault
     argv = ["train", "--method", "fgsm_rs", "--eps", "0.2", "--epochs", "5", "--train-size", "160", "--val-size",
             "80", "--test-size", "40", "--batch-size", "32", "--val-steps", "2", "--eval-attacks", "pgd",
             "--eval-steps", "2", "--guard-batch", "40", "--guard-steps", "2", "--guard-drop", "5", "--cost-probe",
             "2", "--chance-patience", "0", "--seed", "2", "--device", "cpu", "--no-plot", "--quiet", "--out", str(tmp_path / name), *extra]
-    return subprocess.run([sys.executable, str(root / "tests" / "collapse.py"), "3", *argv], env=env,
-                          capture_output=True, text=True, timeout=300, start_new_session=True)
+    return armor_run(argv, env=env, timeout=300, before=("collapse", "install", ([3],)))
 
 
 @pytest.fixture(scope="module")

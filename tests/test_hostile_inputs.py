@@ -125,16 +125,14 @@ def hostile(tmp_path_factory, robust_run):
 @pytest.fixture(scope="module")
 def lock_holder(hostile):
     """A live process holding the run-folder lock of {d}/locked (as a training process would)."""
-    import subprocess
-    import sys
+    from launch import ArmorProcess
 
     code = (f"from armor import locks; import time; locks.acquire({str(hostile / '.locked.armor.lock')!r}, 'x'); "
             "print('locked', flush=True); time.sleep(600)")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "locked"
+    proc = ArmorProcess(code=code)
+    proc.wait_for_line("locked")
     yield proc
     proc.kill()
-    proc.wait(30)
 
 
 Q = ["--epochs", "1", "--train-size", "30", "--val-size", "5", "--test-size", "10", "--batch-size", "10", "--quiet"]

@@ -3,8 +3,6 @@ import json
 import math
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -14,6 +12,7 @@ import torch
 
 from armor.cli import main
 from armor.io import append_jsonl, load_checkpoint, read_jsonl, save_checkpoint, truncate_jsonl
+from launch import ArmorProcess  # armor commands in processes of their own, started warm
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 TRAIN = ["train", "--method", "pgd_at", "--eps", "0.2", "--steps", "2", "--epochs", "3", "--train-size", "640",
@@ -21,9 +20,8 @@ TRAIN = ["train", "--method", "pgd_at", "--eps", "0.2", "--steps", "2", "--epoch
          "pgd", "--eval-steps", "2", "--device", "cpu", "--seed", "3", "--quiet"]
 
 
-def _armor(*argv, **kw):
-    return subprocess.Popen([sys.executable, "-m", "armor", *argv], env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+def _armor(*argv):
+    return ArmorProcess(argv, env=ENV)  # its own process, started warm (tests/launch.py)
 
 
 def _strip(records):
@@ -38,7 +36,7 @@ def test_sigkilled_training_resumes_to_the_same_weights_and_metrics(tmp_path):
     try:  # the two runs share the machine; the killed one dies once its first epoch is on disk
         deadline = time.monotonic() + 240
         while len(read_jsonl(split / "metrics.jsonl")) < 1:
-            assert killed.poll() is None, killed.stderr.read()
+            assert killed.poll() is None, killed.stderr()
             assert time.monotonic() < deadline, "first epoch never finished"
             time.sleep(0.02)
         time.sleep(0.2)  # well inside epoch 2 (40 batches of PGD-2)
@@ -53,8 +51,8 @@ def test_sigkilled_training_resumes_to_the_same_weights_and_metrics(tmp_path):
     assert load_checkpoint(split / "last.pt")["epoch"] == done_epochs
 
     resumed = _armor("train", "--resume", "--out", str(split), "--quiet")
-    assert resumed.wait(300) == 0, resumed.stderr.read()
-    assert uninterrupted.wait(300) == 0, uninterrupted.stderr.read()
+    assert resumed.wait(300) == 0, resumed.stderr()
+    assert uninterrupted.wait(300) == 0, uninterrupted.stderr()
     a, b = load_checkpoint(whole / "last.pt"), load_checkpoint(split / "last.pt")
     assert a["epoch"] == b["epoch"] == 3
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
@@ -87,10 +85,9 @@ SLOW_WRITER = textwrap.dedent("""
 
 def test_kill_during_checkpoint_write_leaves_the_previous_checkpoint_loadable(tmp_path):
     path = tmp_path / "last.pt"
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_WRITER, str(path)], env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = ArmorProcess([str(path)], env=ENV, code=SLOW_WRITER)
     try:
-        assert proc.stdout.readline().strip() == "half written", proc.stderr.read()
+        proc.wait_for_line("half written")
         partial = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
         assert partial and partial[0].stat().st_size > 0  # the new checkpoint really was half on disk
     finally:
@@ -114,9 +111,9 @@ APPENDER = textwrap.dedent("""
 
 def test_metrics_jsonl_never_ends_in_a_half_line_that_breaks_reading(tmp_path):
     path = tmp_path / "metrics.jsonl"
-    proc = subprocess.Popen([sys.executable, "-c", APPENDER, str(path)], env=ENV, stdout=subprocess.PIPE, text=True)
+    proc = ArmorProcess([str(path)], env=ENV, code=APPENDER)
     try:
-        assert proc.stdout.readline().strip() == "started"
+        proc.wait_for_line("started")
         time.sleep(0.3)
     finally:
         proc.send_signal(signal.SIGKILL)

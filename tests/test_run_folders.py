@@ -6,8 +6,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import armor
 from armor.cli import main
 from armor.io import load_checkpoint, read_jsonl
 from armor.results import EvaluationRecord, TrainingRecord, read_record
+from launch import ArmorProcess, armor_run  # armor commands in processes of their own, started warm
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 TINY = ["--method", "pgd_at", "--eps", "0.2", "--steps", "2", "--epochs", "3", "--train-size", "320", "--val-size",
@@ -30,8 +29,7 @@ QUICK = dict(method="pgd_at", eps=0.2, steps=1, epochs=2, train_size=64, val_siz
 
 def _armor(*argv, fault=None, timeout=300):
     env = {**ENV, **({"ARMOR_FAULT": fault} if fault else {})}
-    return subprocess.run([sys.executable, "-m", "armor", *argv], env=env, capture_output=True, text=True,
-                          timeout=timeout, start_new_session=True)  # its own process group: a fault kills only it
+    return armor_run(argv, env=env, timeout=timeout)  # its own process group: a fault kills only it
 
 
 def _snapshot(root: Path):
@@ -218,11 +216,11 @@ def test_resume_warns_when_the_thread_count_changed(tmp_path, caplog):
 # -- 5. one process per run folder ------------------------------------------------------------------------------------
 def test_a_second_process_is_refused_while_a_run_folder_is_in_use(tmp_path):
     out = tmp_path / "r"
-    holder = subprocess.Popen([sys.executable, "-c", "import armor, time, sys; t = armor.Trainer(armor.TrainConfig("
-                               f"out={str(out)!r}, **{QUICK!r}), progress=False); print('locked', flush=True); "
-                               "time.sleep(60)"], stdout=subprocess.PIPE, text=True, env=ENV)
+    holder = ArmorProcess(code="import armor, time; t = armor.Trainer(armor.TrainConfig("
+                                f"out={str(out)!r}, **{QUICK!r}), progress=False); print('locked', flush=True); "
+                                "time.sleep(60)", env=ENV)
     try:
-        assert holder.stdout.readline().strip() == "locked"
+        holder.wait_for_line("locked")
         second = _armor("train", "--out", str(out), "--seed", "1", *TINY[:4])
         assert second.returncode == 2 and f"in use by pid {holder.pid}" in second.stderr
         assert len(second.stderr.strip().splitlines()) == 1
@@ -289,14 +287,14 @@ def test_a_full_disk_and_unwritable_outputs_are_one_line_errors(tmp_path, capsys
 
 def test_sigterm_stops_like_ctrl_c_with_one_line(tmp_path):
     out = tmp_path / "r"
-    proc = subprocess.Popen([sys.executable, "-m", "armor", "train", *TINY, "--epochs", "30", "--out", str(out)],
-                            env=ENV, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = ArmorProcess(["train", *TINY, "--epochs", "30", "--out", str(out)], env=ENV)
     deadline = time.monotonic() + 120
     while not (out / "last.pt").is_file():
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    proc.wait(60)
+    err = proc.stderr()
     assert proc.returncode == 143 and err.strip().splitlines()[-1].startswith("armor: terminated")
     assert load_checkpoint(out / "last.pt")["epoch"] >= 1  # what was written is intact and resumable
 

@@ -19,6 +19,7 @@ import armor
 from armor import ATTACKS, ThreatModel, UserError, create_attack
 from armor.cli import main
 from armor.results import EvaluationRecord, read_record
+from launch import armor_run  # armor commands in processes of their own, started warm
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -193,9 +194,8 @@ def test_your_own_architecture_trains_with_every_guarantee(tmp_path, capsys):
     assert state["model_spec"]["name"] == ref and len(state["model_spec"]["factory_sha256"]) == 64
     # a checkpoint that names a factory never imports it unless the user names it too
     marker = tmp_path / "imported"
-    proc = subprocess.run([sys.executable, "-m", "armor", "eval", "--checkpoint", str(tmp_path / "rob" / "best.pt"),
-                           "--n", "10", "--no-checks"], capture_output=True, text=True, timeout=300,
-                          env={**ENV, "ARMOR_TEST_MARKER": str(marker)})
+    proc = armor_run(["eval", "--checkpoint", str(tmp_path / "rob" / "best.pt"), "--n", "10", "--no-checks"],
+                     env={**ENV, "ARMOR_TEST_MARKER": str(marker)})
     assert proc.returncode == 2 and "pass --model" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not marker.exists()
     # with --model it evaluates; after the file changes, eval and resume refuse with one line
