@@ -553,14 +553,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _main(argv)
 
 
-def _terminated(signum, frame) -> None:
-    raise _Terminated()
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM (a scheduler's kill, ``kill PID``): stopped like Ctrl-C, with every write finished or undone."""
-
-
 def _with_threads(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Run ``handler`` with torch on ``--threads`` threads (default: the cores this process may use); the count
     is process-wide, so it is put back afterwards for library callers of :func:`main`."""
@@ -584,11 +576,12 @@ def _with_threads(handler: Callable[[argparse.Namespace], int], args: argparse.N
 def _main(argv: List[str]) -> int:
     import signal
 
-    from . import threads
+    from . import interrupts, threads
 
     threads.prepare()  # before anything imports torch: OpenMP reads its wait policy once, when it starts
+    interrupts.clear()
     try:
-        signal.signal(signal.SIGTERM, _terminated)
+        signal.signal(signal.SIGTERM, interrupts.on_sigterm)
     except ValueError:  # not the main thread (a library caller running main() in a thread): leave signals alone
         pass
     try:
@@ -605,7 +598,8 @@ def _main(argv: List[str]) -> int:
     except UserError as exc:
         print(f"armor: error: {exc}", file=sys.stderr)
         return 2
-    except _Terminated:
+    except interrupts.Terminated:
+        interrupts.clear()
         print("armor: terminated (SIGTERM); finished files are intact", file=sys.stderr)
         return 143
     except KeyboardInterrupt:

@@ -299,6 +299,34 @@ def test_sigterm_stops_like_ctrl_c_with_one_line(tmp_path):
     assert load_checkpoint(out / "last.pt")["epoch"] >= 1  # what was written is intact and resumable
 
 
+def test_a_sigterm_whose_exception_python_dropped_still_stops_the_run(tmp_path, monkeypatch, capsys):
+    """Python only prints an exception a signal handler raised inside a __del__, a weakref callback or an at-fork
+    hook; the recorded request must still stop the run at the next batch, like a SIGTERM that was raised."""
+    from armor import interrupts
+    from armor.methods.pgd_at import PGDAT
+
+    calls, real_step = [], PGDAT.step
+
+    def step(self, model, x, y):
+        calls.append(1)
+        if len(calls) == 15:  # inside epoch 2 (10 batches an epoch): the handler ran and its exception was dropped
+            try:
+                interrupts.on_sigterm(signal.SIGTERM, None)
+            except interrupts.Terminated:
+                pass
+        return real_step(self, model, x, y)
+
+    monkeypatch.setattr(PGDAT, "step", step)
+    out = tmp_path / "r"
+    code = main(["train", *TINY, "--epochs", "30", "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 143 and err[-1].startswith("armor: terminated"), err
+    assert len(calls) == 15  # stopped before the next batch's step
+    assert load_checkpoint(out / "last.pt")["epoch"] == 1  # epoch 1's checkpoint intact and resumable
+    monkeypatch.setattr(PGDAT, "step", real_step)
+    assert main(["train", *TINY, "--epochs", "1", "--out", str(tmp_path / "next")]) == 0  # the request is gone
+
+
 # -- 8. mistakes that used to be accepted -------------------------------------------------------------------------------
 @pytest.mark.parametrize("argv,needle", [
     (["--eps", "8"], "eps 8 is at least the width of the input box (1): every input could be turned into any other "

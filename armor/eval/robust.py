@@ -21,6 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..attacks import Attack
+from .. import interrupts
 from ..errors import UserError
 from ..io import read_json, write_json
 from ..modes import eval_mode
@@ -190,6 +191,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Mappin
                 for index, idx in enumerate(chunks):
                     if phase == st.phase and index < st.chunks_done:
                         continue
+                    interrupts.check()  # a SIGTERM whose exception Python dropped stops here (the state is saved)
                     with torch.random.fork_rng(devices=devices, enabled=seed is not None):
                         if seed is not None:
                             torch.manual_seed(_chunk_seed(seed, phase, index, first_index))

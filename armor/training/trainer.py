@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .. import distributed, faults
+from .. import distributed, faults, interrupts
 from ..accel import Precision, maybe_compile, resolve_amp, to_memory_format, use_channels_last
 from ..attacks import PGD
 from ..attacks.suites import attack_list
@@ -256,6 +256,7 @@ class Trainer:
         streamed = hasattr(data.x_train, "loader")  # an image folder too large to hold: decoded by worker processes
         stream = data.x_train.loader([i.tolist() for i in index], cfg.workers) if streamed else None
         for b in bar:
+            interrupts.check()  # a SIGTERM whose exception Python dropped stops the run here
             idx = index[b]  # this rank's part of the global batch
             x = next(stream) if streamed else data.x_train[idx]
             x, y = augment(x, self.augment), data.y_train[idx]
