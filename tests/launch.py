@@ -1,11 +1,19 @@
-"""Launching armor (or torchrun) as a subprocess in its own process group, for the tests that start several."""
+"""Launching armor (or torchrun) in processes of their own for the tests: as a subprocess in its own process group
+(``run_in_own_group``), or forked warm from a pre-imported server (``ArmorProcess``, ``armor_run``)."""
 from __future__ import annotations
 
+import atexit
+import io
+import multiprocessing
 import os
+import shutil
 import signal
 import subprocess
-from typing import List, Tuple
-
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 
 def torchrun_available() -> bool:
@@ -39,15 +47,6 @@ def run_in_own_group(cmd: List[str], timeout: float = 300, **popen) -> Tuple[int
 # signals, the exit status as `subprocess` reports it (-N for signal N), stdout and stderr captured — but it starts
 # warm. Tests about a fresh interpreter itself (thread settings read when torch loads, `python -m armor`, the
 # README's commands as printed) keep starting one with `subprocess`.
-import atexit  # noqa: E402
-import io  # noqa: E402
-import multiprocessing  # noqa: E402
-import shutil  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any, Dict, Optional, Sequence  # noqa: E402
 
 #: what the server imports once, by name from site-packages (Python 3.11's forkserver does not put the tests'
 #: sys.path in place for these imports, and it skips a module it cannot import without a word)

@@ -59,6 +59,17 @@ def whole(tmp_path_factory):
     return out
 
 
+def test_the_forked_commands_start_warm_in_processes_of_their_own():
+    """The launcher these tests use: torch, torch._dynamo and armor's trainer are already imported in the child (the
+    forkserver's preload can fail without a word), and the child is a separate process and session."""
+    code = ("import os, sys; print(all(m in sys.modules for m in ('torch._dynamo', 'sklearn.datasets', "
+            "'armor.training')), os.getpid(), os.getsid(0), flush=True)")
+    proc = ArmorProcess(code=code)
+    assert proc.wait(120) == 0, proc.stderr()
+    warm, pid, sid = proc.stdout().split()
+    assert warm == "True" and int(pid) == proc.pid == int(sid) != os.getpid()
+
+
 # -- kills inside a checkpoint write and between a checkpoint and its history line ---------------------------------
 @pytest.mark.parametrize("fault", ["checkpoint_tmp_written:3", "checkpoint_renamed:4", "after_last:2",
                                    "after_best:1", "checkpoint_renamed:1"])
