@@ -73,9 +73,12 @@ def _forkserver():
 
 def _child(job, env, out_path, err_path, cwd, before):  # runs in the forked process
     os.setsid()  # its own session and process group, as start_new_session=True: a fault kills only this process
+    opened: Dict[str, int] = {}  # one open file when stdout and stderr share a path (as stderr=subprocess.STDOUT)
     for fd, path in ((1, out_path), (2, err_path)):
-        target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.dup2(target, fd)
+        if path not in opened:
+            opened[path] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(opened[path], fd)
+    for target in opened.values():
         os.close(target)
     # unbuffered, as PYTHONUNBUFFERED=1: what was printed before a kill is in the file
     sys.stdout = io.TextIOWrapper(open(1, "wb", buffering=0, closefd=False), write_through=True)
@@ -100,13 +103,17 @@ def _child(job, env, out_path, err_path, cwd, before):  # runs in the forked pro
 class ArmorProcess:
     """One armor command — ``ArmorProcess(["train", ...])`` — or Python snippet (``code=``, with ``argv`` as its
     ``sys.argv[1:]``) in a warm-started process of its own; the part of ``subprocess.Popen`` the tests use, with
-    stdout/stderr read as text by :meth:`stdout`/:meth:`stderr` (also while it runs)."""
+    stdout/stderr read as text by :meth:`stdout`/:meth:`stderr` (also while it runs). With ``output``, both go to
+    that one file instead (as ``stdout=file, stderr=subprocess.STDOUT``)."""
 
     def __init__(self, argv: Sequence[str] = (), env: Optional[Dict[str, str]] = None, cwd=None, before=None,
-                 code: Optional[str] = None):
-        self._dir = Path(tempfile.mkdtemp(prefix="armor-proc-"))
-        _dirs.append(self._dir)
-        self._out, self._err = self._dir / "stdout", self._dir / "stderr"
+                 code: Optional[str] = None, output=None):
+        if output is None:
+            self._dir = Path(tempfile.mkdtemp(prefix="armor-proc-"))
+            _dirs.append(self._dir)
+            self._out, self._err = self._dir / "stdout", self._dir / "stderr"
+        else:
+            self._out = self._err = Path(output)
         job: Any = ("code", code, list(argv)) if code is not None else ("armor", None, list(argv))
         self._proc = _forkserver().Process(target=_child, args=(job, dict(os.environ if env is None else env),
                                                                 str(self._out), str(self._err),
@@ -159,11 +166,12 @@ class ArmorProcess:
             time.sleep(0.02)
 
 
-def armor_run(argv: Sequence[str], env: Optional[Dict[str, str]] = None, timeout: float = 300, cwd=None,
-              before=None) -> subprocess.CompletedProcess:
-    """Run one armor command (``armor_run(["train", ...])``) to its end in a warm-started process of its own, like
-    ``subprocess.run(..., capture_output=True, text=True, timeout=..., start_new_session=True)``."""
-    proc = ArmorProcess(argv, env=env, cwd=cwd, before=before)
+def armor_run(argv: Sequence[str] = (), env: Optional[Dict[str, str]] = None, timeout: float = 300, cwd=None,
+              before=None, code: Optional[str] = None) -> subprocess.CompletedProcess:
+    """Run one armor command (``armor_run(["train", ...])``) or Python snippet (``code=``) to its end in a
+    warm-started process of its own, like ``subprocess.run(..., capture_output=True, text=True, timeout=...,
+    start_new_session=True)``."""
+    proc = ArmorProcess(argv, env=env, cwd=cwd, before=before, code=code)
     try:
         proc.wait(timeout)
     finally:

@@ -56,9 +56,8 @@ def start_background(root: Path, names: Iterable[str]) -> list:
         if (folder(root, name) / "DONE").is_file():
             continue
         code = ("import sys; from pathlib import Path; import shared_runs; "
-                "sys.stdout = sys.stderr = open(sys.argv[3], 'w', buffering=1); "
                 "shared_runs.ensure(Path(sys.argv[2]), sys.argv[1])")
-        procs.append(ArmorProcess([name, str(root), str(root / f"shared_run_{name}.log")], code=code,
+        procs.append(ArmorProcess([name, str(root)], code=code, output=root / f"shared_run_{name}.log",
                                   env={**os.environ, "OMP_NUM_THREADS": "1"}))
     return procs
 

@@ -19,7 +19,7 @@ import armor
 from armor import ATTACKS, ThreatModel, UserError, create_attack
 from armor.cli import main
 from armor.results import EvaluationRecord, read_record
-from launch import ArmorProcess, armor_run  # armor commands in processes of their own, started warm
+from launch import armor_run  # armor commands in processes of their own, started warm
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -398,17 +398,11 @@ def test_armor_eval_shows_a_progress_bar_in_a_terminal_only(robust_run, tmp_path
 def test_the_readme_snippet_runs_twice_and_reports_its_own_models_robustness(tmp_path):
     text = (ROOT / "README.md").read_text()
     snippet = re.search(r"## Python\n\n```python\n(.*?)```", text, re.S).group(1)
-    for attempt in range(2):  # as printed, twice in the same folder (fresh at first)
-        if attempt == 0:  # in a fresh interpreter, as a user runs it (one torch thread: see conftest.py)
-            proc = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True,
-                                  timeout=600)
-            out, err = proc.stdout, proc.stderr
-        else:  # again over its own run folder; a process of its own, started warm (tests/launch.py)
-            again = ArmorProcess(code=snippet, cwd=tmp_path)
-            again.wait(600)
-            proc, out, err = again, again.stdout(), again.stderr()
-        assert proc.returncode == 0, err[-2000:]
-        last = out.strip().splitlines()[-1]
+    first = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=600)  # as printed, in a fresh interpreter (one torch thread: see conftest.py)
+    for proc in (first, armor_run(code=snippet, cwd=tmp_path, timeout=600)):  # again over its own run folder
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        last = proc.stdout.strip().splitlines()[-1]
         robust = float(re.search(r"robust accuracy: ([\d.]+) %", last).group(1))
         assert robust > 20, last  # the model it trained, not chance (10 %)
         assert json.loads((tmp_path / "runs" / "readme" / "results.json").read_text())["epochs"] == 10
