@@ -20,8 +20,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..attacks import Attack
 from .. import interrupts
+from ..attacks import Attack
 from ..errors import UserError
 from ..io import read_json, write_json
 from ..modes import eval_mode
