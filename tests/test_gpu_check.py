@@ -148,11 +148,16 @@ def _check(tmp_path, **overrides) -> "gpu_check.Check":
 
 def test_a_part_is_stopped_at_its_time_box(tmp_path):
     check = _check(tmp_path)
-    start = time.perf_counter()
-    run = check.run_process("sleeper", [sys.executable, "-c", "import time; print('started', flush=True); "
-                                                               "time.sleep(60)"], limit=2)
-    assert run["timed_out"] and time.perf_counter() - start < 20
-    assert "started" in run["output"] and "sleeper" in (check.out / "gpu_check.log").read_text()
+    pid_file = tmp_path / "sleeper.pid"
+    code = (f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); print('started', flush=True); "
+            "time.sleep(60); print('finished', flush=True)")
+    run = check.run_process("sleeper", [sys.executable, "-c", code], limit=2)
+    # stopped at its 2 s box, not waited for: it never got to the end of its 60 s, and it is killed and reaped
+    lines = run["output"].splitlines()  # the first line echoes the command
+    assert run["timed_out"] and "started" in lines and "finished" not in lines
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid_file.read_text()), 0)
+    assert "sleeper" in (check.out / "gpu_check.log").read_text()
 
 
 def test_data_part_without_cifar(tmp_path, chunked):
