@@ -39,6 +39,26 @@ def run_in_own_group(cmd: List[str], timeout: float = 300, **popen) -> Tuple[int
     return proc.returncode, stdout, stderr
 
 
+
+def torchrun_command(nproc: int) -> List[str]:
+    """The launcher prefix for ``nproc`` processes on this machine (an empty prefix for one plain process)."""
+    return [] if nproc == 1 else ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+
+
+def run_ranks(nproc: int, argv: List[str], env: Dict[str, str], timeout: float = 300, **popen) -> Tuple[int, str, str]:
+    """``python [torchrun prefix] ARGV`` in its own process group, with Python's fault handler on in every rank: a rank
+    that dies of a signal (a C++ abort in gloo, "terminate called without an active exception") prints the Python stack
+    of each of its threads to stderr, which torchrun passes on, so the failure message shows where — mid-run or at
+    exit. (returncode, stdout, stderr)."""
+    return run_in_own_group([sys.executable, *torchrun_command(nproc), *argv], timeout=timeout,
+                            env={**env, "PYTHONFAULTHANDLER": "1"}, **popen)
+
+
+def failure(stderr: str) -> str:
+    """A failed launch's stderr for the assertion message: the end, long enough to hold torchrun's summary after
+    the ranks' own last words."""
+    return stderr[-12000:]
+
 # == armor commands (and Python snippets) in pre-imported processes ====================================================
 # An armor command started as `python -m armor` spends 4–7 s importing torch, torch._dynamo (the first optimizer
 # step pulls it in), scikit-learn and armor before its first batch; the kill-and-resume tests start ~30 of them.

@@ -2,18 +2,19 @@
 from __future__ import annotations
 
 import os
-import sys
+import re
+from pathlib import Path
 
 import pytest
 import torch
 
-from armor import ThreatModel, TrainConfig, create_attack, create_model
+from armor import TrainConfig, create_attack, create_model
 from armor.distributed import DistContext
 from armor.eval.robust import evaluate
 from armor.io import read_jsonl
 from armor.results import Evaluation, TrainingRecord, read_record
 from armor.training import Trainer
-from launch import run_in_own_group, torchrun_available
+from launch import failure, run_ranks, torchrun_available
 
 RUN = dict(method="pgd_at", steps=2, epochs=3, batch_size=32, val_steps=3, test_size=200, eval_attacks=["pgd"], eval_steps=5)
 
@@ -23,12 +24,15 @@ RUN = dict(method="pgd_at", steps=2, epochs=3, batch_size=32, val_steps=3, test_
 def test_torchrun_two_processes_match_one_process(tmp_path):
     out = tmp_path / "ddp"
     args = ["--" + k.replace("_", "-") + "=" + str(v) for k, v in RUN.items() if k != "eval_attacks"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "armor", "train", *args, "--eval-attacks", "pgd", "--out", str(out), "--quiet"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    code, stdout, stderr = run_in_own_group(cmd, env=env)
-    assert code == 0, stderr[-3000:]
+    # `armor train` with, at exit, each rank's count of DistributedDataParallel wrappers still alive
+    argv = [str(Path(__file__).parent / "ddp_exit_check.py"), "train", *args, "--eval-attacks", "pgd", "--out",
+            str(out), "--quiet"]
+    code, stdout, stderr = run_ranks(2, argv, {**os.environ, "OMP_NUM_THREADS": "1"})
+    assert code == 0, failure(stderr)
     assert stdout.count("results:") == 1  # one report, from rank 0
+    # the wrapper (which holds the process group) is gone before the group is destroyed, not left to interpreter exit
+    assert sorted(re.findall(r"rank (\d): DDP wrappers alive at exit: (\d+)", stderr)) == [("0", "0"), ("1", "0")], \
+        failure(stderr)
 
     # one set of files, written once: rank 0 only
     assert sorted(p.name for p in out.iterdir()) == ["best.pt", "config.yaml", "last.pt", "learning_curves.png",

@@ -13,7 +13,7 @@ from armor.attacks.suites import suite_attacks
 from armor.eval import evaluate
 from armor.results import Evaluation
 from armor.streams import Streams
-from launch import run_in_own_group, torchrun_available
+from launch import failure, run_ranks, torchrun_available
 
 #: the standard suite at a small budget: every kind of randomness (APGD starts, APGD-T targets, Square windows)
 SMALL = dict(steps=10, queries=150, n_target_classes=3)
@@ -185,7 +185,6 @@ def test_each_attack_runs_once_over_full_batches(robust_run, digits, threat, mod
 @pytest.mark.skipif(not torchrun_available(), reason="torch.distributed with gloo is not available here")
 def test_torchrun_evaluation_gives_the_one_process_per_example_results(robust_run, tmp_path):
     import os
-    import sys
     from pathlib import Path
 
     from armor.results import EvaluationRecord, read_record
@@ -196,11 +195,9 @@ def test_torchrun_evaluation_gives_the_one_process_per_example_results(robust_ru
             "--steps", "10", "--queries", "150", "--no-checks", "--seed", "0"]
     records = {}
     for procs in (1, 2):
-        launch = [] if procs == 1 else ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}"]
         out = tmp_path / f"eval{procs}.json"
-        code, stdout, stderr = run_in_own_group([sys.executable, *launch, *args, "--out", str(out)], cwd=root,
-                                                env=env)
-        assert code == 0, stderr[-3000:]
+        code, stdout, stderr = run_ranks(procs, [*args, "--out", str(out)], env, cwd=root)
+        assert code == 0, failure(stderr)
         assert stdout.count("results:") == 1  # one report, from rank 0
         records[procs] = read_record(out, EvaluationRecord).result
         assert not list(tmp_path.glob("*.state.json*"))  # every rank's resume state removed at the end

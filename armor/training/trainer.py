@@ -6,10 +6,10 @@ It knows only the :class:`~armor.methods.Method` protocol, never a particular me
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import logging
 import time
-from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -140,8 +140,15 @@ class Trainer:
         write_text(path, "".join(json.dumps(r) + "\n" for r in self.history))
 
     def close(self) -> None:
-        """Release the run folder (and the process group under torchrun)."""
+        """Release the run folder (and the process group under torchrun). The DistributedDataParallel wrapper goes
+        first: it holds the process group and its last all-reduce's work, and the trainer sits in a reference cycle
+        (its callbacks' context), so without this the wrapper outlived ``destroy_process_group`` and was torn down
+        during interpreter exit, where gloo's C++ side now and then aborted the process ("terminate called without
+        an active exception", SIGABRT, seen on torchrun ranks that finished before the others)."""
         self.folder.close()
+        if self.train_model is not self.model:
+            self.train_model = self.model
+            gc.collect()
         self.dist.close()
 
     @property
