@@ -41,12 +41,23 @@ def _shared_root(tmp_path_factory) -> Path:
 _BACKGROUND: list = []
 
 
-#: the heaviest test files, heaviest first (seconds summed over their tests and fixtures, `--durations=0` on 2
-#: cores): pytest-xdist hands out files in collection order, so these go first and the light ones fill the gaps at
-#: the end instead of one worker finishing a heavy file alone. Order only; every test still runs.
-HEAVY_FIRST = ["test_run_folders.py", "test_methods.py", "test_guard.py", "test_hostile_inputs.py",
-               "test_eval_engine.py", "test_your_model.py", "test_gpu_check.py", "test_fab.py", "test_evaluation.py",
-               "test_attacks.py"]
+#: the order pytest-xdist hands out the test files (``--dist loadfile``: a worker takes the next file when it is
+#: almost done with its own). Measured with ``-v`` timestamps and ``--durations=0`` on 2 cores: first the heavy files
+#: that need no session run (the runs train in the background meanwhile: ``shared_runs``), the files that need the
+#: PGD-AT run once it is about ready, heaviest first, and the many light files last, so that no worker finishes a
+#: heavy file alone at the end. The files not named keep their collection order after these. Order only; every test
+#: still runs.
+HEAVY_FIRST = ["test_methods.py", "test_gpu_check.py", "test_run_folders.py", "test_guard.py", "test_distributed.py",
+               "test_cli.py", "test_eval_engine.py", "test_fab.py", "test_evaluation.py", "test_your_model.py",
+               "test_attacks.py", "test_l1.py", "test_adaptive.py", "test_check_levels.py", "test_config.py",
+               "test_hostile_inputs.py"]
+
+
+def pytest_configure(config):
+    # pytest-xdist ≥ 3.6 re-sorts the files by their number of tests unless told not to, which would put
+    # test_config.py (many quick parametrized cases) first and the order above nowhere
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
 
 
 def pytest_collection_modifyitems(session, config, items):
