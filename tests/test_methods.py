@@ -15,8 +15,12 @@ from armor.models import build_model
 from armor.models.folded import FoldedHead
 from armor.training import Trainer
 
-# short runs: a 600-image training subset, PGD-5 inner attacks, 200 test images (1 image = 0.5 points)
-SHORT = dict(eps=0.2, epochs=10, batch_size=32, train_size=600, test_size=200, eval_attacks=["pgd"], eval_steps=20)
+# short runs: a 600-image training subset, PGD-5 inner attacks, 200 test images (1 image = 0.5 points). No cost
+# probe and no learning-curve plot: these runs are about robustness (the probe is tested at the end of this file, the
+# plots in test_reports.py); the probe's 10 timed minibatches of the method and of a standard step, on copies of
+# the model, are about 5 % of such a short run.
+SHORT = dict(eps=0.2, epochs=10, batch_size=32, train_size=600, test_size=200, eval_attacks=["pgd"], eval_steps=20,
+             cost_probe=0, plot=False)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ from armor.io import read_jsonl
 
 def _cfg(out, **kw):
     base = dict(method="pgd_at", eps=0.2, epochs=6, steps=2, train_size=128, val_size=50, test_size=50,
-                batch_size=64, out=str(out), eval_attacks=["pgd"], eval_steps=3, val_steps=3, plot=False)
+                batch_size=64, out=str(out), eval_attacks=["pgd"], eval_steps=3, val_steps=3, plot=False,
+                cost_probe=0)  # the cost record is test_methods.py's; here it would only add minibatches to time
     return TrainConfig(**{**base, **kw})
 
 
