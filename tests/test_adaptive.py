@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from armor import ThreatModel, UserError, create_attack
+from armor import UserError, create_attack
 from armor.attacks.adaptive import STRAIGHT_THROUGH_OPS, adaptive, check_adaptive
 from armor.attacks.suites import suite_attacks
 from armor.attacks.transfer import Twin, TwinAttack, gradient_free

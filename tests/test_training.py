@@ -103,7 +103,7 @@ def test_clean_weight_mixes_the_clean_loss(digits):
 
 @pytest.mark.parametrize("name", METHODS.names())
 def test_every_method_takes_a_training_step(name, digits):
-    from armor import ThreatModel, create_model
+    from armor import ThreatModel
 
     from armor.models import ModelSpec, build_model
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,7 +144,7 @@ def _from_checkpoint(options: EvalConfig, dev: torch.device) -> Subject:
     model, cfg, state = load_model(options.checkpoint, options.device, user_code=options.model)
     data = _load_data(cfg, options)
     spec = state.get("model_spec") or state.get("dataset", {})
-    _same_shape(data, spec.get("input_shape"), f"the checkpoint's model")
+    _same_shape(data, spec.get("input_shape"), "the checkpoint's model")
     meta = state.get("dataset", {})
     if options.data is None:  # the run's own box and immutable features
         data.lower, data.upper = meta.get("lower", data.lower), meta.get("upper", data.upper)
