@@ -28,8 +28,10 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
+from . import catalog
 from .budgets import NORMS, default_eps, parse_eps, parse_norm
 from .errors import UserError, did_you_mean, opt
+from .io import check_file
 
 # -- checks: how a value is read and what is allowed -------------------------------------------------------------
 Lazy = Callable[[], Sequence[str]]
@@ -42,7 +44,7 @@ class Check:
     parse: Callable[[str, Any], Any]
     describe: Callable[[], str]
     kind: str = "value"              # value | bool | switch | list | mapping: how the flag reads it
-    registry: bool = False           # asks a registry (imports torch): checked after every other field
+    registry: bool = False           # a registry name (or a user's FILE.py:FACTORY): checked after every other field
 
 
 def _int_check(minimum: int) -> Check:
@@ -249,40 +251,33 @@ def _device_check() -> Check:
     return Check(lambda name, value: check_device_name(value), lambda: ", ".join(DEVICES))
 
 
-# registries are asked lazily: importing them imports torch
+# the names a field accepts, from the torch-free catalog (the registries themselves import torch)
 def _models() -> List[str]:
-    from .models import MODELS
-    return MODELS.names()
+    return catalog.names("model")
 
 
 def _methods() -> List[str]:
-    from .methods import METHODS
-    return METHODS.names()
+    return catalog.names("method")
 
 
 def _attacks() -> List[str]:
-    from .attacks import ATTACKS
-    return ATTACKS.names()
+    return catalog.names("attack")
 
 
 def _schedules() -> List[str]:
-    from .schedules import SCHEDULES
-    return SCHEDULES.names()
+    return catalog.names("schedule")
 
 
 def _augments() -> List[str]:
-    from .data.augment import PRESETS
-    return ["auto", *PRESETS]
+    return ["auto", *catalog.names("augmentation")]
 
 
 def _suites() -> List[str]:
-    from .attacks.suites import SUITES
-    return list(SUITES)
+    return catalog.names("suite")
 
 
 def _losses() -> List[str]:
-    from .losses import LOSSES
-    return LOSSES.names()
+    return catalog.names("loss")
 
 
 def option(default: Any, group: str, help: str, check: Check, *, optional: bool = False,
@@ -836,6 +831,9 @@ class EvalConfig:
             raise UserError(f"nothing to evaluate: give {opt('checkpoint', 'RUN/best.pt')}, or "
                             f"{opt('model', 'FILE.py:FACTORY')} (with {opt('weights', 'W')}, {opt('data', 'D')} and "
                             f"{opt('eps', 'E')})")
+        for key in ("checkpoint", "weights"):  # before anything loads torch: a typo is answered at once
+            if getattr(self, key) is not None:
+                check_file(getattr(self, key), key)
         if self.model is not None:
             from .models.user import check_reference, is_reference
 
@@ -863,6 +861,8 @@ class EvalConfig:
 
     def _check_attacks(self) -> None:
         if self.uses_suite:
+            if all(getattr(self, key) is None for key in ("steps", "queries", "restarts", "step_size", "loss")):
+                return  # the suite as defined (its name is checked): nothing to ask its attacks, no torch to load
             from .attacks.suites import SUITE_OPTIONS, check_suite_options
 
             check_suite_options(self.suite_name, steps=self.steps, queries=self.queries)

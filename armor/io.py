@@ -143,15 +143,21 @@ def save_checkpoint(path: str | Path, state: Dict[str, Any]) -> None:
     atomic_write(Path(path), lambda f: torch.save(payload, f), fault="checkpoint")
 
 
-def load_torch_file(path: str | Path, map_location: Any = "cpu", what: str = "checkpoint") -> Any:
-    """``torch.load(weights_only=True)`` with one-line errors: tensors and plain data only, never code."""
-    import torch
-
+def check_file(path: str | Path, what: str = "checkpoint") -> Path:
+    """``path`` as a ``Path`` if it is an existing file; a folder or a missing path is a one-line ``UserError``."""
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{what} {str(path)!r} is a folder; pass a file such as {str(path / 'best.pt')!r}")
     if not path.is_file():
         raise UserError(f"{what} {str(path)!r} does not exist")
+    return path
+
+
+def load_torch_file(path: str | Path, map_location: Any = "cpu", what: str = "checkpoint") -> Any:
+    """``torch.load(weights_only=True)`` with one-line errors: tensors and plain data only, never code."""
+    import torch
+
+    path = check_file(path, what)
     kind = _file_kind(path)
     if kind not in ("zip", "pickle"):
         raise UserError(f"cannot load {what} {str(path)!r}: it is not a PyTorch file ({kind}; a checkpoint is a zip "

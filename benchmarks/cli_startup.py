@@ -32,6 +32,7 @@ COMMANDS = {
     "bad value (train --eps abc)": ["train", "--eps", "abc"],
     "unknown command": ["frobnicate"],
     "eval: missing checkpoint": ["eval", "--checkpoint", "missing.pt"],
+    "unknown name (train --method bogus)": ["train", "--method", "bogus"],
 }
 
 

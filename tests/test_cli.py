@@ -89,6 +89,14 @@ def test_help_works_for_every_command():
     (["train", "--eps", "abc"], "eps must be a positive number"),
     (["eval", "--checks", "fast"], "checks must be one of auto, quick, standard, none"),
     (["demo", "--threads", "0"], "threads must be an integer ≥ 1"),
+    # names are checked against the torch-free catalog, files before anything loads
+    (["train", "--method", "bogus"], "unknown method 'bogus'; choose one of: dummy, fgsm_rs,"),
+    (["train", "--model", "resnet5"], "unknown model 'resnet5' (did you mean 'resnet50'?)"),
+    (["train", "--schedule", "cosin"], "unknown schedule 'cosin' (did you mean 'cosine'?)"),
+    (["eval", "--checkpoint", "x.pt", "--attack", "pgdd"], "unknown attack 'pgdd' (did you mean 'pgd'?)"),
+    (["eval", "--checkpoint", "x.pt", "--suite", "standrd"], "unknown suite 'standrd'"),
+    (["eval", "--checkpoint", "missing.pt"], "checkpoint 'missing.pt' does not exist"),
+    (["eval", "--checkpoint", "."], "checkpoint '.' is a folder; pass a file such as 'best.pt'"),
 ])
 def test_an_argument_error_is_one_line_with_one_prefix_and_loads_no_torch(argv, needle):
     code = ("import sys; from armor.cli import main; code = main(sys.argv[1:]); "

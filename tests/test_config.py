@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from armor import ThreatModel, TrainConfig, UserError
+from armor import ThreatModel, TrainConfig, UserError, catalog
 from armor.attacks import SUITES
 from armor.cli import build_parser, main
 from armor.config import EvalConfig, fields_of, help_text
@@ -18,6 +18,43 @@ from armor.results import (RECORDS, SCHEMA_VERSION, AttackResult, Candidate, Com
                            autoattack_allowed, read_record)
 from armor.schedules import SCHEDULES, lr_factor
 from armor.training import Trainer
+
+
+# -- the catalog: the built-in names, known without torch ---------------------------------------------------------
+def _registered(kind):
+    """What armor's own modules register or define for ``kind`` (every built-in module imported)."""
+    import importlib
+
+    from armor.data.augment import PRESETS
+
+    for package in ("armor.models", "armor.methods", "armor.attacks", "armor.schedules", "armor.losses"):
+        importlib.import_module(package)
+    if kind == "suite":
+        return list(SUITES)
+    if kind == "augmentation":
+        return list(PRESETS)
+    module, attribute = catalog.REGISTRIES[kind]
+    return getattr(importlib.import_module(module), attribute).names()
+
+
+@pytest.mark.parametrize("kind", list(catalog.BUILT_IN))
+def test_the_catalog_names_exactly_what_armor_registers(kind):
+    assert list(catalog.BUILT_IN[kind]) == _registered(kind)
+    assert catalog.names(kind) == _registered(kind)
+
+
+def test_a_name_registered_at_run_time_is_accepted_by_the_config(tmp_path):
+    from armor.models import MODELS, create_model
+
+    name = "catalog_test_mlp"
+    MODELS.register(name)(lambda input_shape, num_classes, **kw: create_model("mlp", input_shape, num_classes))
+    try:
+        assert name in catalog.names("model") and name not in catalog.BUILT_IN["model"]
+        assert TrainConfig(model=name).model == name
+    finally:
+        MODELS._entries.pop(name)
+    with pytest.raises(UserError, match=f"unknown model '{name}'"):
+        TrainConfig(model=name)
 
 
 # -- every field: one definition → its flag, its help, its check --------------------------------------------------
