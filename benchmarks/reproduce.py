@@ -67,6 +67,8 @@ def run_recipe(config: Path, suite_n: int, data_dir: str | None, out_root: Path)
         "suite_attacks": {k: suite.result.cumulative_acc(k) for k in suite.result.labels},
         "checks": suite.checks, "train_seconds": round(train_s, 1), "eval_seconds": round(eval_s, 1),
         "reference": REFERENCES.get(name), "torch": torch.__version__, "threads": torch.get_num_threads(),
+        # the run's cost relative to standard training: passes per example and the probed wall-time ratio
+        "cost": {k: summary.cost[k] for k in ("passes", "wall_ratio") if k in summary.cost},
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     write_json(RESULTS / f"{name}.json", record)
@@ -75,7 +77,7 @@ def run_recipe(config: Path, suite_n: int, data_dir: str | None, out_root: Path)
 
 def table(records: list[dict]) -> str:
     header = ["recipe", "epochs", "test n", "clean", "PGD-100", "APGD-CE → +APGD-T → +Square = worst case",
-              "published (clean / PGD / AA)", "train + eval min"]
+              "published (clean / PGD / AA)", "train + eval min", "cost: passes, wall × standard"]
     rows = []
     for r in records:
         ref = r.get("reference")
@@ -83,8 +85,17 @@ def table(records: list[dict]) -> str:
         rows.append([r["recipe"], f"{r['epochs_run']}/{r['config']['epochs']}", str(r["test_n"]),
                      f"{r['clean_acc']:.1f}",
                      f"{r['pgd100_acc']:.1f}", _suite_cell(r), published,
-                     f"{(r['train_seconds'] + r['eval_seconds']) / 60:.1f}"])
+                     f"{(r['train_seconds'] + r['eval_seconds']) / 60:.1f}", _cost_cell(r.get("cost"))])
     return format_table(header, rows, markdown=True)
+
+
+def _cost_cell(cost) -> str:
+    """``3, 2.6×``: training passes per example (standard = 1) and the wall-time ratio to a standard step, probed
+    side by side after training; ``—`` for a record written before runs recorded their cost."""
+    if not cost:
+        return "—"
+    wall = f", {cost['wall_ratio']:.1f}×" if "wall_ratio" in cost else ""
+    return f"{cost['passes']:g}{wall}"
 
 
 def _suite_cell(r: dict) -> str:
@@ -128,7 +139,10 @@ def write_table(dataset: str) -> str:
 
 
 def _load(path: Path):
-    return read_json(path)
+    """A recipe's record; None for the other records that share the prefix (the seed studies of
+    ``benchmarks/mnist_fast.py``, ``<recipe>_seed<S>.json``, which have no config of their own)."""
+    record = read_json(path)
+    return record if (ROOT / "configs" / f"{record.get('recipe')}.yaml").is_file() else None
 
 
 if __name__ == "__main__":
