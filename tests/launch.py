@@ -39,7 +39,6 @@ def run_in_own_group(cmd: List[str], timeout: float = 300, **popen) -> Tuple[int
     return proc.returncode, stdout, stderr
 
 
-
 def torchrun_command(nproc: int) -> List[str]:
     """The launcher prefix for ``nproc`` processes on this machine (an empty prefix for one plain process)."""
     return [] if nproc == 1 else ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
@@ -58,6 +57,7 @@ def failure(stderr: str) -> str:
     """A failed launch's stderr for the assertion message: the end, long enough to hold torchrun's summary after
     the ranks' own last words."""
     return stderr[-12000:]
+
 
 # == armor commands (and Python snippets) in pre-imported processes ====================================================
 # An armor command started as `python -m armor` spends 4–7 s importing torch, torch._dynamo (the first optimizer

@@ -193,7 +193,6 @@ def test_failed_data_skips_train_and_eval_but_the_run_reports(tmp_path, chunked)
 def test_cpu_smoke_runs_every_part(tmp_path, chunked):
     _, chunks, _ = chunked
     out = tmp_path / "out"
-    start = time.perf_counter()
     res = subprocess.run([sys.executable, str(BENCH / "gpu_check.py"), "run", "--cpu-smoke", "--chunks", str(chunks),
                           "--out", str(out), "--work", str(tmp_path / "work")], capture_output=True, text=True,
                          timeout=400, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -221,7 +220,6 @@ def test_cpu_smoke_runs_every_part(tmp_path, chunked):
             "eval.json"} <= {p.name for p in out.iterdir()}
     assert len(list(out.iterdir())) <= 8  # what the device tool brings back from $OUT
     assert "all parts ok" in res.stdout
-    print(f"cpu smoke: {time.perf_counter() - start:.0f} s")
 
 
 @pytest.mark.parametrize("mode", ["GPU", "CPU"])
