@@ -91,11 +91,16 @@ def acquire(path: str | Path, what: str) -> Path:
 
 
 def release(path: str | Path) -> None:
-    """Release a lock this process holds. The (tiny) lock file stays: removing it would let two processes lock two
-    different files of the same name."""
+    """Release a lock this process holds, emptied first so that the next holder does not take it for the stale lock
+    of a process that died. The (tiny) lock file stays: removing it would let two processes lock two different files
+    of the same name."""
     key = str(Path(path).resolve())
     fd: Optional[int] = _HELD.pop(key, None)
     if fd is not None:
+        try:
+            os.ftruncate(fd, 0)
+        except OSError:
+            pass
         os.close(fd)
 
 

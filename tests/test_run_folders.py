@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -240,6 +241,32 @@ def test_a_second_process_is_refused_while_a_run_folder_is_in_use(tmp_path):
         holder.wait(30)
     # the holder died without releasing anything: its lock is stale and the next run takes it
     assert armor.train(out=str(out), overwrite=True, **QUICK).record.epochs == 2
+
+
+def test_a_released_lock_is_not_reported_as_the_stale_lock_of_a_dead_process(tmp_path, caplog):
+    import subprocess
+    import sys
+
+    from armor import locks
+
+    path = tmp_path / ".r.armor.lock"
+    code = ("import sys, time; from armor import locks; locks.acquire(sys.argv[1], 'r'); locks.release(sys.argv[1]); "
+            "print('released', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "released"  # a finished holder, still running something else
+        with caplog.at_level(logging.INFO, logger="armor"):
+            locks.acquire(path, "run folder 'r'")
+        locks.release(path)
+        assert "stale" not in caplog.text
+    finally:
+        holder.kill()
+        holder.wait(30)
+    path.write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname()}))  # as a holder that died leaves it
+    with caplog.at_level(logging.INFO, logger="armor"):
+        locks.acquire(path, "run folder 'r'")
+    locks.release(path)
+    assert f"taking over the stale lock of pid {holder.pid}, which is no longer running" in caplog.text
 
 
 # -- 6. a run stopped before its first checkpoint can be started again ------------------------------------------------
