@@ -22,7 +22,7 @@ BUILT_IN: Dict[str, Tuple[str, ...]] = {
     "attack": ("apgd", "apgd_t", "fab", "fab_t", "fgsm", "fgsm_rs", "pgd", "square"),
     "schedule": ("constant", "cosine", "onecycle", "piecewise"),
     "loss": ("ce", "dlr", "margin"),
-    "suite": ("quick", "standard", "full", "autoattack"),  # in order of strength, as --help lists them
+    "suite": ("quick", "fast", "standard", "full", "autoattack"),  # in order of strength, as --help lists them
     "augmentation": ("none", "translate", "crop_flip", "strong"),
 }
 

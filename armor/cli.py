@@ -385,6 +385,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         cut = [r for r in record.reduced if r not in record.substitutions]
         print(f"worst case over the {record.suite} suite: {res.worst_case_acc:.1f} %"
               + (f" (reduced budget: {'; '.join(cut)})" if cut else ""))
+        from .attacks.suites import loose_bound_note
+
+        loose = loose_bound_note(record.suite, res)
+        if loose:
+            print(f"note: {loose}")
     if res.draws > 1:
         print(f"randomised model: every point classified {res.draws} times; accuracies are means over the draws "
               f"(worst case on a single draw {res.single_draw_acc:.1f} %, right on every draw "

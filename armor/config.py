@@ -755,8 +755,8 @@ class EvalConfig:
     # -- extras
     checks: str = option("auto", "extras", "gradient-masking sanity checks after the evaluation: quick (100 "
                          "examples, 20-step attacks, Square 300 queries), standard (200 examples, 100 steps, Square "
-                         "1000 queries) or none; auto: quick after the quick suite, standard otherwise (YAML true = "
-                         "auto, false = none)", Check(lambda name, value: _check_level(value),
+                         "1000 queries) or none; auto: quick after the quick and fast suites, standard otherwise "
+                         "(YAML true = auto, false = none)", Check(lambda name, value: _check_level(value),
                                                       lambda: ", ".join(CHECKS)),
                          flag={"negative": "none", "metavar": "LEVEL"})
     check_n: Optional[int] = option(None, "extras", "examples the checks use (default: the level's, 100 quick, 200 "
@@ -893,12 +893,12 @@ class EvalConfig:
 
     @property
     def check_level(self) -> Optional[str]:
-        """The sanity checks to run: ``quick`` or ``standard`` (``auto``: quick after the quick suite, standard
-        after any other suite or an attack list), or None for none."""
+        """The sanity checks to run: ``quick`` or ``standard`` (``auto``: quick after the quick and fast suites,
+        standard after any other suite or an attack list), or None for none."""
         if self.checks == "none":
             return None
         if self.checks == "auto":
-            return "quick" if self.suite_name == "quick" else "standard"
+            return "quick" if self.suite_name in ("quick", "fast") else "standard"
         return self.checks
 
     def to_dict(self) -> Dict[str, Any]:

@@ -10,6 +10,8 @@ suites vs the standard one, and torchattacks' AutoAttack on the same model and p
   all still-robust examples compacted into full batches. Per-attack times and the worst case of each are printed,
   with the time ratio new / old.
 - **another suite vs standard** (``--suites standard NAME``): forward+backward passes (a gradient pass counts twice), worst case, and the ratios.
+  ``--standard-record RUN/eval_standard.json`` takes the standard suite's result from an ``armor eval`` record of the
+  same checkpoint (full budget, the same first ``--n`` test points and seed) instead of running it again.
 - **torchattacks' AutoAttack** (standard version, same ε, norm and points) when torchattacks is installed: its time
   and robust accuracy, and the ratio armor standard / AutoAttack.
 
@@ -18,6 +20,7 @@ Times are wall-clock on whatever the machine is doing; compare only the ratios o
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -29,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 from armor.attacks.suites import suite_attacks  # noqa: E402
 from armor.checkpoints import load_model  # noqa: E402
 from armor.eval import evaluate  # noqa: E402
-from armor.results import Evaluation  # noqa: E402
+from armor.results import Evaluation, EvaluationRecord, read_record  # noqa: E402
 
 
 def batch_by_batch(model, x, y, attacks, batch_size: int, seed: int) -> Evaluation:
@@ -54,7 +57,8 @@ def timed(fn):
 
 
 def describe(name: str, res: Evaluation, seconds: float) -> str:
-    per_attack = ", ".join(f"{k} {a.seconds:.1f} s → {res.acc(k):.1f} %" for k, a in res.attacks.items())
+    per_attack = ", ".join((f"{k} {a.seconds:.1f} s → " if a.seconds is not None else f"{k} → ") + f"{res.acc(k):.1f} %"
+                           for k, a in res.attacks.items())
     return (f"{name:<22} {seconds:7.1f} s  clean {res.clean_acc:5.1f} %  worst case {res.worst_case_acc:5.1f} %  "
             f"passes {passes(res):>10,}  ({per_attack})")
 
@@ -89,6 +93,10 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None, help="where mnist.npz etc. live (default: as the run had it)")
     parser.add_argument("--no-old", dest="old", action="store_false", help="skip the batch-by-batch engine")
     parser.add_argument("--no-torchattacks", dest="torchattacks", action="store_false")
+    parser.add_argument("--standard-record", type=Path, default=None,
+                        help="an armor eval record of the standard suite on this checkpoint, at full budget on the "
+                             "same --n test points and --seed: its result stands in for running the suite")
+    parser.add_argument("--json", type=Path, default=None, help="append a summary line (JSON) to this file")
     args = parser.parse_args()
 
     model, cfg, _ = load_model(args.checkpoint, device="cpu")
@@ -98,7 +106,21 @@ def main() -> None:
     print(f"{cfg.dataset} {cfg.method} {cfg.model}, {threat}, {len(x)} test points, batch {args.batch_size}, "
           f"{torch.get_num_threads()} thread(s)")
     results = {}
+    if args.standard_record is not None:
+        record = read_record(args.standard_record, EvaluationRecord)
+        budget_cut = [r for r in record.reduced if not r.endswith("test examples")]  # "1000 of the 10000 ..." is --n
+        same = (record.suite == "standard" and not budget_cut and record.result.n == len(x)
+                and record.seed == args.seed and record.split == "test"
+                and Path(record.source.get("checkpoint", "")).resolve() == Path(args.checkpoint).resolve())
+        if not same:
+            raise SystemExit(f"{args.standard_record}: not the full standard suite on this checkpoint's first "
+                             f"{len(x)} test points with seed {args.seed}")
+        results["standard"] = record.result
+        print(describe("standard (recorded)", record.result, sum(a.seconds or 0.0 for a in
+                                                                    record.result.attacks.values())), flush=True)
     for suite in args.suites:
+        if suite in results:
+            continue
         attacks = suite_attacks(suite, threat, steps=args.steps, queries=args.queries)
         print(f"{suite}: " + "; ".join(repr(a) for a in attacks.values()), flush=True)
         new, t_new = timed(lambda: evaluate(model, x, y, attacks, batch_size=args.batch_size, mode="ensemble",
@@ -117,6 +139,16 @@ def main() -> None:
             std = results["standard"]
             print(f"{suite} / standard passes {passes(other) / passes(std):.3f}; worst case {suite} − standard "
                   f"{other.worst_case_acc - std.worst_case_acc:+.2f} points", flush=True)
+            if args.json is not None:
+                line = {"checkpoint": str(args.checkpoint), "n": len(x), "seed": args.seed, "suite": suite,
+                        "standard_worst": std.worst_case_acc, "worst": other.worst_case_acc,
+                        "standard_passes": passes(std), "passes": passes(other),
+                        "passes_ratio": round(passes(other) / passes(std), 4),
+                        "gap": round(other.worst_case_acc - std.worst_case_acc, 2),
+                        "per_attack": {k: other.acc(k) for k in other.attacks},
+                        "standard_per_attack": {k: std.acc(k) for k in std.attacks}}
+                with open(args.json, "a") as f:
+                    f.write(json.dumps(line) + "\n")
     if args.torchattacks:
         out = torchattacks_autoattack(model, x, y, threat, args.batch_size, args.seed)
         if out is None:

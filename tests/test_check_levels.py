@@ -27,6 +27,7 @@ def _eval(checkpoint, tmp_path, capsys, *argv):
 
 @pytest.mark.parametrize("argv,level", [
     (["--suite", "quick"], "quick"),                                   # auto: the quick suite gets quick checks
+    (["--suite", "fast", "--steps", "5", "--queries", "50"], "quick"),  # and so does the fast one
     (["--attack", "fgsm"], "standard"),                                # auto: anything else the standard ones
     (["--suite", "quick", "--checks", "standard"], "standard"),
     (["--attack", "fgsm", "--checks", "quick"], "quick"),

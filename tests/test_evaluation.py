@@ -11,7 +11,7 @@ from armor import ATTACKS, ThreatModel, UserError, create_attack
 from armor.eval import accuracy, evaluate
 from armor.eval.checks import WARN, format_checks, run_checks
 from armor.eval.corruptions import CORRUPTIONS, corrupt, evaluate_corruptions
-from armor.attacks.suites import suite_attacks
+from armor.attacks.suites import loose_bound_note, suite_attacks
 from armor.eval.sweep import eps_sweep, write_sweep
 from armor.results import EvaluationRecord, read_record
 
@@ -119,6 +119,37 @@ def test_standard_suite_is_stronger_than_pgd100_on_the_pgd_at_model(models, digi
     standard = worst(model, x, y, suite_attacks("standard", threat, queries=1000, n_target_classes=3))
     assert standard <= pgd100
     assert standard <= pgd100 - 3  # ≥ 4 of 120 images that PGD-100 calls robust are not
+
+
+def _passes(result):
+    """The attacks' forward + backward passes (examples × passes; a gradient pass counts twice)."""
+    return sum(a.forward_passes + a.backward_passes for a in result.attacks.values())
+
+
+def test_fast_suite_costs_a_fifth_of_the_standard_one_and_stays_within_half_a_point(tiny_robust_run, digits,
+                                                                                    threat):
+    """`--suite fast` against the standard suite, both at full budget on the whole digits test split (397 images),
+    on a PGD-AT digits model (the demo recipe's method at ε = 0.2; its tiny_cnn keeps Square-5000 affordable)."""
+    x, y = digits.x_test, digits.y_test
+    model = tiny_robust_run["model"]
+    standard = evaluate(model, x, y, suite_attacks("standard", threat), mode="ensemble", seed=0)
+    fast = evaluate(model, x, y, suite_attacks("fast", threat), mode="ensemble", seed=0)
+    assert list(fast.attacks) == ["apgd-ce", "apgd-t", "square"]
+    assert _passes(fast) <= _passes(standard) / 5, (_passes(fast), _passes(standard))
+    assert fast.worst_case_acc <= standard.worst_case_acc + 0.5, (fast.worst_case_acc, standard.worst_case_acc)
+    assert standard.worst_case_acc < standard.clean_acc - 30  # a model the attacks do break (not a vacuous bound)
+    assert loose_bound_note("fast", fast) is None  # Square found (almost) nothing the gradient attacks missed
+
+
+def test_fast_suite_says_its_worst_case_is_loose_when_square_still_breaks_examples(models, digits, threat):
+    """The clipped-log-softmax model hides from the gradient attacks; Square then breaks many examples at its short
+    budget, and the fast suite's result says that the standard suite will go lower."""
+    x, y = subset(digits, 100)
+    fast = evaluate(models["clip"], x, y, suite_attacks("fast", threat), mode="ensemble", seed=0)
+    assert fast.attacks["square"].broken >= 5, fast.broken_by
+    note = loose_bound_note("fast", fast)
+    assert note and "likely loose" in note and "--suite standard" in note
+    assert loose_bound_note("standard", fast) is None  # only the fast suite's bound is called loose
 
 
 # -- channels_last, autocast, L2 --------------------------------------------------------------------

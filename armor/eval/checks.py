@@ -39,8 +39,8 @@ from .robust import evaluate, predict
 
 PASS, WARN, NOTE = "PASS", "WARN", "NOTE"
 
-#: the two sizes of the checks (``armor eval --checks quick|standard``; ``auto`` takes quick after the quick suite):
-#: examples, steps of the gradient attacks, Square's queries, APGD-T's target classes. The quick level is the
+#: the two sizes of the checks (``armor eval --checks quick|standard``; ``auto`` takes quick after the quick and fast
+#: suites): examples, steps of the gradient attacks, Square's queries, APGD-T's target classes. The quick level is the
 #: budget the masked-model table of the README was measured with (on 60 images there).
 LEVELS: Dict[str, Dict[str, int]] = {
     "quick": {"n": 100, "steps": 20, "queries": 300, "n_target_classes": 3},
