@@ -4,7 +4,7 @@
     python benchmarks/time_to_robustness.py --threads 2 --only fast           # just the fast recipe
 
 Needs a quiet machine: it sets ``--threads`` torch threads (default 2, the whole 2-core machine) and runs the fast
-recipe (``--recipe``, default configs/mnist_pgd2_guard.yaml) and then configs/mnist_pgd_at.yaml, one after the
+recipe (``--recipe``, default configs/mnist_pgd2s_guard.yaml) and then configs/mnist_pgd_at.yaml, one after the
 other in this process. For each: the training time (the sum of its epochs' seconds: training, validation, guard — the record's
 ``train_seconds``; the wall time of the whole ``train`` call, which adds setup, a cost probe and a PGD-20 final test on
 the 10 000 test images, is printed too) and the wall time of the standard suite (APGD-CE, APGD-T, Square 5000) on the
@@ -51,7 +51,7 @@ def timed(recipe: Path, out_root: Path, suite_n: int) -> dict:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--recipe", type=Path, default=ROOT / "configs" / "mnist_pgd2_guard.yaml")
+    p.add_argument("--recipe", type=Path, default=ROOT / "configs" / "mnist_pgd2s_guard.yaml")
     p.add_argument("--only", choices=["fast", "pgd_at"], default=None)
     p.add_argument("--suite-n", type=int, default=1000)
     p.add_argument("--budget-min", type=float, default=10.0)
