@@ -135,7 +135,7 @@ def loose_bound_note(suite: Optional[str], result: Any) -> Optional[str]:
     if points < LOOSE_SQUARE_POINTS:
         return None
     return (f"Square broke {points:.1f} % of the examples after the gradient attacks on its short budget: this worst "
-            f"case is likely loose (on such MNIST models the standard suite's 5000 queries went 2-3 points lower); "
+            f"case is likely loose (on such MNIST models the standard suite's 5000 queries went 1.6-3 points lower); "
             f"report --suite standard")
 
 
