@@ -45,11 +45,6 @@ def batch_by_batch(model, x, y, attacks, batch_size: int, seed: int) -> Evaluati
     return merged
 
 
-def passes(res: Evaluation) -> int:
-    """Forward + backward passes of the attacks (examples × passes; a gradient pass counts as two)."""
-    return sum(a.forward_passes + a.backward_passes for a in res.attacks.values())
-
-
 def timed(fn):
     start = time.perf_counter()
     out = fn()
@@ -60,7 +55,7 @@ def describe(name: str, res: Evaluation, seconds: float) -> str:
     per_attack = ", ".join((f"{k} {a.seconds:.1f} s → " if a.seconds is not None else f"{k} → ") + f"{res.acc(k):.1f} %"
                            for k, a in res.attacks.items())
     return (f"{name:<22} {seconds:7.1f} s  clean {res.clean_acc:5.1f} %  worst case {res.worst_case_acc:5.1f} %  "
-            f"passes {passes(res):>10,}  ({per_attack})")
+            f"passes {res.attack_passes:>10,}  ({per_attack})")
 
 
 def torchattacks_autoattack(model, x, y, threat, batch_size: int, seed: int):
@@ -137,13 +132,13 @@ def main() -> None:
     for suite, other in results.items():
         if suite != "standard" and "standard" in results:
             std = results["standard"]
-            print(f"{suite} / standard passes {passes(other) / passes(std):.3f}; worst case {suite} − standard "
+            print(f"{suite} / standard passes {other.attack_passes / std.attack_passes:.3f}; worst case {suite} − standard "
                   f"{other.worst_case_acc - std.worst_case_acc:+.2f} points", flush=True)
             if args.json is not None:
                 line = {"checkpoint": str(args.checkpoint), "n": len(x), "seed": args.seed, "suite": suite,
                         "standard_worst": std.worst_case_acc, "worst": other.worst_case_acc,
-                        "standard_passes": passes(std), "passes": passes(other),
-                        "passes_ratio": round(passes(other) / passes(std), 4),
+                        "standard_passes": std.attack_passes, "passes": other.attack_passes,
+                        "passes_ratio": round(other.attack_passes / std.attack_passes, 4),
                         "gap": round(other.worst_case_acc - std.worst_case_acc, 2),
                         "per_attack": {k: other.acc(k) for k in other.attacks},
                         "standard_per_attack": {k: std.acc(k) for k in std.attacks}}

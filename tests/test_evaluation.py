@@ -121,11 +121,6 @@ def test_standard_suite_is_stronger_than_pgd100_on_the_pgd_at_model(models, digi
     assert standard <= pgd100 - 3  # ≥ 4 of 120 images that PGD-100 calls robust are not
 
 
-def _passes(result):
-    """The attacks' forward + backward passes (examples × passes; a gradient pass counts twice)."""
-    return sum(a.forward_passes + a.backward_passes for a in result.attacks.values())
-
-
 def test_fast_suite_costs_a_fifth_of_the_standard_one_and_stays_within_half_a_point(tiny_robust_run, digits,
                                                                                     threat):
     """`--suite fast` against the standard suite, both at full budget on the whole digits test split (397 images),
@@ -135,7 +130,7 @@ def test_fast_suite_costs_a_fifth_of_the_standard_one_and_stays_within_half_a_po
     standard = evaluate(model, x, y, suite_attacks("standard", threat), mode="ensemble", seed=0)
     fast = evaluate(model, x, y, suite_attacks("fast", threat), mode="ensemble", seed=0)
     assert list(fast.attacks) == ["apgd-ce", "apgd-t", "square"]
-    assert _passes(fast) <= _passes(standard) / 5, (_passes(fast), _passes(standard))
+    assert fast.attack_passes <= standard.attack_passes / 5, (fast.attack_passes, standard.attack_passes)
     assert fast.worst_case_acc <= standard.worst_case_acc + 0.5, (fast.worst_case_acc, standard.worst_case_acc)
     assert standard.worst_case_acc < standard.clean_acc - 30  # a model the attacks do break (not a vacuous bound)
     assert loose_bound_note("fast", fast) is None  # Square found (almost) nothing the gradient attacks missed

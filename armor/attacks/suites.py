@@ -129,7 +129,7 @@ LOOSE_SQUARE_POINTS = 1.0
 def loose_bound_note(suite: Optional[str], result: Any) -> Optional[str]:
     """A line for a ``fast``-suite result whose Square, at its short budget, still broke ≥ 1 % of the examples after
     the gradient attacks (the sign that the standard suite's 5000 queries will find more), else None."""
-    if suite != "fast" or "square" not in getattr(result, "attacks", {}) or not result.n:
+    if suite != "fast" or "square" not in result.attacks or not result.n:
         return None
     points = 100.0 * result.attacks["square"].broken / result.n
     if points < LOOSE_SQUARE_POINTS:
